@@ -1,0 +1,34 @@
+"The smoke pipeline end to end with papermill on the real photos, as a user runs it."
+import json, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def _run(woof, out, *args):
+    return subprocess.run([sys.executable, "-m", "dogclf", "run", "--profile", "smoke", "--data", str(woof), "--out", str(out), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+
+def test_smoke_pipeline_end_to_end_and_resume(woof, tmp_path):
+    out = tmp_path / "run"
+    r = _run(woof, out)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    lessons = sorted(p.stem for p in (ROOT / "nbs").glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(p.stem for p in out.glob("[0-9][0-9]_*.ipynb")) == lessons   # every executed lesson kept
+    assert res["profile"] == "smoke" and res["data"] == str(woof)
+    assert {"random_guess", "majority"} <= set(res["stages"])
+    if "01_lenet" in lessons: assert "lenet" in res["stages"]
+    if "02_feature_extractor" in lessons:
+        assert res["stages"]["feature_extractor"]["val_acc"] > res["stages"]["lenet"]["val_acc"] + 0.2
+    # a rerun with nothing changed skips every lesson
+    r2 = _run(woof, out)
+    assert r2.returncode == 0 and r2.stdout.count("skipped") == len(lessons), r2.stdout
+
+def test_failure_names_notebook_and_cell_and_keeps_partial(tmp_path):
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "dogclf", "run", "--profile", "smoke", "--data", str(tmp_path / "missing"),
+                        "--out", str(out), "--only", "00"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0
+    assert "00_data.ipynb failed in cell" in r.stderr and "does not exist" in r.stderr
+    assert (out / "00_data.ipynb").exists()
