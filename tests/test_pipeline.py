@@ -21,6 +21,12 @@ def test_smoke_pipeline_end_to_end_and_resume(woof, tmp_path):
     if "01_lenet" in lessons: assert "lenet" in res["stages"]
     if "02_feature_extractor" in lessons:
         assert res["stages"]["feature_extractor"]["val_acc"] > res["stages"]["lenet"]["val_acc"] + 0.2
+    if "05_analysis" in lessons:   # the whole curriculum: every stage, and an export that matches PyTorch
+        from dogclf.analysis import STAGES
+        assert set(STAGES) <= set(res["stages"])
+        assert res["stages"]["export"]["top1_agreement"] == 1.0 and res["stages"]["export"]["max_abs_logit_diff"] < 1e-3
+        assert (out / "model.onnx").stat().st_size > 3.5 * res["stages"]["export"]["params"]
+        assert {"id", "breed"} == set(json.loads((out / "labels.json").read_text())[0])
     # a rerun with nothing changed skips every lesson
     r2 = _run(woof, out)
     assert r2.returncode == 0 and r2.stdout.count("skipped") == len(lessons), r2.stdout
