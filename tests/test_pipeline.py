@@ -5,8 +5,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-def _run(woof, out, *args):
-    return subprocess.run([sys.executable, "-m", "dogclf", "run", "--profile", "smoke", "--data", str(woof), "--out", str(out), *args],
+def _run(woof, out, *args, profile="smoke"):
+    return subprocess.run([sys.executable, "-m", "dogclf", "run", "--profile", profile, "--data", str(woof), "--out", str(out), *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=1800)
 
 def test_smoke_pipeline_end_to_end_and_resume(woof, tmp_path):
@@ -38,3 +38,20 @@ def test_failure_names_notebook_and_cell_and_keeps_partial(tmp_path):
     assert r.returncode != 0
     assert "00_data.ipynb failed in cell" in r.stderr and "does not exist" in r.stderr
     assert (out / "00_data.ipynb").exists()
+
+def test_gpu_profile_code_path_on_cpu(woof, tmp_path):
+    "The gpu profile's own code path (photos through the whole network, full fine-tuning, augmented views, no cached trunk), tiny."
+    from dogclf.run import PROFILES
+    assert PROFILES["gpu"]["ft_cached"] is False and "full" in PROFILES["gpu"]["ft_strategies"]
+    lite = ["tf_efficientnet_lite0", "tf_efficientnet_lite1"]   # hub weights (resnet50 ...) cannot be downloaded here
+    tiny = dict(arch=lite[0], archs=lite[:1], ensemble_archs=lite, train_per_class=6, val_per_class=4, img_size=128, batch_size=12,
+                workers=0, lenet_epochs=1, head_epochs=5, naive_epochs=1, feature_views=2, ft_epochs=1, finder_steps=6)
+    out = tmp_path / "gpu"
+    r = _run(woof, out, *[a for k, v in tiny.items() for a in ("-p", k, repr(v))], profile="gpu")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["profile"] == "gpu"
+    ft = res["stages"]["finetune"]
+    assert {row["run"] for row in ft["comparison"]} >= {"full, discriminative", "freeze, discriminative", "partial, one rate"}
+    assert not list((out / "checkpoints").glob("ft_*_cached-*")), "the gpu profile must fine-tune on photos, not cached activations"
+    assert res["stages"]["ensemble"]["members"] == lite and res["stages"]["export"]["top1_agreement"] == 1.0
