@@ -48,7 +48,7 @@ def inference_rates(model: nn.Module, x: torch.Tensor, dc: dict) -> dict:
     import onnxruntime as ort
     from dogclf.analysis import export_onnx
     res = {}
-    with torch.inference_mode():
+    with torch.no_grad():   # not inference_mode: converting the weights to channels_last there would make them inference tensors
         res["inference, eager"] = best_rate(lambda: model(x), len(x))
         cl, xcl = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
         res["inference, channels_last"] = best_rate(lambda: cl(xcl), len(x))
