@@ -84,7 +84,8 @@ def pipeline_times(root: Path) -> dict:
 
 def readme_section(res: dict) -> str:
     "Markdown table of the benchmark for README."
-    unit = lambda k: "s" if k.startswith("pipeline") else ("×" if "speed-up" in k else ("GFLOP/s" if "GFLOP" in k else ("" if "fraction" in k else "images/s")))
+    unit = lambda k: ("s" if k.startswith("pipeline") else "×" if "speed-up" in k else "GFLOP" if "per image" in k else
+                      "" if "GFLOP/s" in k or "fraction" in k else "images/s")
     rows = "\n".join(f"| {k} | {v:,.3g} {unit(k)} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in res["figures"].items())
     return (f"Measured by `python benchmarks/throughput.py --data <imagewoof2-160> --arch {res['arch']} --readme` on {res['device']}, "
             f"{res['date']}, batch {res['batch']} at {res['size']} px, torch {res['versions']['torch']} with {res['threads']} threads.\n\n"
