@@ -99,11 +99,12 @@ def plot_lr_find(res: dict, chosen: float | None = None):
     ax.set(xlabel="learning rate", ylabel="smoothed loss"); ax.legend(); fig.tight_layout(); return fig
 
 # %% ../nbs/03_finetune.ipynb #b7bc79aa
-def _optimizer(cfg, model: nn.Module, lr: float, lr_ratio: float | None, epochs: int, steps_per_epoch: int) -> tuple:
+def _optimizer(cfg, model: nn.Module, lr: float, lr_ratio: float | None, epochs: int, train_dl) -> tuple:
     "SGD+momentum (or AdamW) with one group per layer group at discriminative rates, and its one-cycle schedule."
     groups = param_groups(model, group_lrs(len(layer_groups(model)), lr, lr_ratio))
     opt = torch.optim.SGD(groups, momentum=0.9) if cfg.ft_optimizer == "sgd" else torch.optim.AdamW(groups)
-    return opt, one_cycle(opt, [g["lr"] for g in groups], epochs, steps_per_epoch, pct_start=0.3)
+    steps = math.ceil(len(train_dl) / cfg.accum_steps)   # optimiser steps per epoch (gradient accumulation, lesson 01)
+    return opt, one_cycle(opt, [g["lr"] for g in groups], epochs, steps, pct_start=0.3)
 
 # %% ../nbs/03_finetune.ipynb #01ee0474
 def finetune(cfg, model: nn.Module, split, strategy: str = "partial", lr: float = 0.01,
@@ -115,10 +116,10 @@ def finetune(cfg, model: nn.Module, split, strategy: str = "partial", lr: float 
     dc = model_data_config(model, cfg.img_size)
     train_dl = make_loader(split.train, train_transform(dc), cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed, drop_last=len(split.train) > cfg.batch_size)
     val_dl = make_loader(split.valid, eval_transform(dc), cfg.batch_size, workers=cfg.workers, seed=cfg.seed)
-    opt, sched = _optimizer(cfg, model, lr, lr_ratio, epochs, len(train_dl))
+    opt, sched = _optimizer(cfg, model, lr, lr_ratio, epochs, train_dl)
     ckpt = run_file(cfg, f"{name}_{strategy}", model.pretrained_cfg.get("architecture"), [str(p) for p, _ in split.train], dc,
-                    strategy, lr, lr_ratio, epochs, cfg.ft_groups, cfg.bn, cfg.ft_optimizer, cfg.seed, cfg.batch_size, cfg.label_smoothing)
-    hist = fit(model, train_dl, val_dl, epochs, opt, sched, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), checkpoint=ckpt, grad_clip=5.0, amp=cfg.amp)
+                    strategy, lr, lr_ratio, epochs, cfg.ft_groups, cfg.bn, cfg.ft_optimizer, cfg.seed, cfg.batch_size, cfg.accum_steps, cfg.label_smoothing)
+    hist = fit(model, train_dl, val_dl, epochs, opt, sched, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), checkpoint=ckpt, grad_clip=5.0, amp=cfg.amp, accum_steps=cfg.accum_steps)
     return model, hist, sum(r["wall_s"] for r in hist)   # training time, also when resumed from a checkpoint
 
 # %% ../nbs/03_finetune.ipynb #dd7cd7b8
@@ -134,10 +135,10 @@ def finetune_cached(cfg, model: nn.Module, info: dict,  # info: frozen_stage's, 
     X, y = torch.cat([a["X"] for a in acts["train"]]), torch.cat([a["y"] for a in acts["train"]])
     train_dl = DataLoader(TensorDataset(X, y), cfg.batch_size, shuffle=True, generator=torch.Generator().manual_seed(cfg.seed), drop_last=len(y) > cfg.batch_size)
     val_dl = DataLoader(TensorDataset(acts["valid"]["X"], acts["valid"]["y"]), 256)
-    opt, sched = _optimizer(cfg, model, lr, lr_ratio, epochs, len(train_dl))
+    opt, sched = _optimizer(cfg, model, lr, lr_ratio, epochs, train_dl)
     ckpt = run_file(cfg, f"{name}_{strategy}_cached", [a["key"] for a in acts["train"]], start, strategy, lr, lr_ratio, epochs,
-                    cfg.ft_groups, cfg.bn, cfg.ft_optimizer, cfg.seed, cfg.batch_size, cfg.label_smoothing)
-    hist = fit(Tail(model, start), train_dl, val_dl, epochs, opt, sched, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), checkpoint=ckpt, grad_clip=5.0, amp=cfg.amp)
+                    cfg.ft_groups, cfg.bn, cfg.ft_optimizer, cfg.seed, cfg.batch_size, cfg.accum_steps, cfg.label_smoothing)
+    hist = fit(Tail(model, start), train_dl, val_dl, epochs, opt, sched, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), checkpoint=ckpt, grad_clip=5.0, amp=cfg.amp, accum_steps=cfg.accum_steps)
     return model, hist, sum(r["wall_s"] for r in hist)
 
 # %% ../nbs/03_finetune.ipynb #1c6ffb04

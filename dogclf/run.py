@@ -30,6 +30,7 @@ _COMMON = dict(seed=42,                 # one seed for Python, NumPy, torch and 
                ft_strategy="partial",    # the strategy of the fine-tuned stage: freeze | partial | full
                ft_groups=3,              # layer groups (head included) trained by the partial strategy
                bn="frozen",              # frozen: BatchNorm keeps its ImageNet statistics; train: they follow the batches
+               accum_steps=1,            # batches whose gradients add up before an optimiser step: halve batch_size and double this when memory is short
                ft_cached=True,           # fine-tune only the tail, on cached activations of the frozen trunk (lessons 02-04)
                naive_per_class=None,     # photos per breed for lesson 02's slow-way timing (None = all)
                targets={},               # validation accuracy a stage should reach, checked in README's table

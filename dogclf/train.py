@@ -71,18 +71,19 @@ def train_mode(model: nn.Module) -> nn.Module:
     return model
 
 # %% ../nbs/01_lenet.ipynb #4fe984fe
-def _train_epoch(model, dl, opt, sched, loss_fn, device, dtype, scaler, grad_clip, desc):
-    "One pass over `dl`; returns mean loss, accuracy and the number of images seen."
-    train_mode(model); total_loss = correct = seen = 0
-    for xb, yb in tqdm(dl, desc=desc, leave=False, mininterval=2):
+def _train_epoch(model, dl, opt, sched, loss_fn, device, dtype, scaler, grad_clip, desc, accum=1):
+    "One pass over `dl`, one optimiser step every `accum` batches; returns mean loss, accuracy and the number of images seen."
+    train_mode(model); total_loss = correct = seen = 0; opt.zero_grad(set_to_none=True)
+    for i, (xb, yb) in enumerate(tqdm(dl, desc=desc, leave=False, mininterval=2)):
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         if device.type == "cuda": xb = xb.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             logits = model(xb); loss = loss_fn(logits, yb)
-        opt.zero_grad(set_to_none=True); scaler.scale(loss).backward()
-        if grad_clip: scaler.unscale_(opt); nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        scaler.step(opt); scaler.update()
-        if sched is not None: sched.step()
+        scaler.scale(loss / accum).backward()           # gradients add up over `accum` batches
+        if (i + 1) % accum == 0 or i + 1 == len(dl):
+            if grad_clip: scaler.unscale_(opt); nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True)
+            if sched is not None: sched.step()
         total_loss += loss.item() * len(yb); correct += (logits.argmax(1) == yb).sum().item(); seen += len(yb)
     return total_loss / seen, correct / seen, seen
 
@@ -113,6 +114,7 @@ def fit(model: nn.Module, train_dl, val_dl, epochs: int, opt: torch.optim.Optimi
         checkpoint: Path | None = None,   # save after every epoch and resume from here
         grad_clip: float | None = None,   # clip the gradient norm to this value
         amp: bool = True,                 # mixed precision on CUDA (ignored on the CPU)
+        accum_steps: int = 1,             # batches whose gradients add up before each optimiser step
         on_epoch_end=None) -> list:       # called with each epoch's record
     "Train `model` for `epochs` epochs; returns the per-epoch history."
     device = get_device(); model.to(device); loss_fn = loss_fn or nn.CrossEntropyLoss()
@@ -127,7 +129,7 @@ def fit(model: nn.Module, train_dl, val_dl, epochs: int, opt: torch.optim.Optimi
         _set_rng_state(s["rng"], train_dl); print(f"resumed from {checkpoint} after epoch {len(history)}")
     for epoch in range(len(history), epochs):
         t0 = time.time()
-        tl, ta, n = _train_epoch(model, train_dl, opt, sched, loss_fn, device, dtype, scaler, grad_clip, f"epoch {epoch + 1}/{epochs}")
+        tl, ta, n = _train_epoch(model, train_dl, opt, sched, loss_fn, device, dtype, scaler, grad_clip, f"epoch {epoch + 1}/{epochs}", accum_steps)
         rec = dict(epoch=epoch + 1, train_loss=tl, train_acc=ta, **evaluate(model, val_dl, device),
                    lr=opt.param_groups[-1]["lr"], wall_s=time.time() - t0)
         rec["images_per_s"] = n / rec["wall_s"]; history.append(rec)
