@@ -1,0 +1,91 @@
+"""How far the cpu profile's backbones can go towards its targets: measurements on a finished cpu run.
+
+    dogclf run --profile cpu --data ../shared/data/imagewoof2-160      # first: the run whose caches this reads
+    python benchmarks/targets.py --data ../shared/data/imagewoof2-160 --readme
+
+Reads runs/cpu/ (cached trunk activations, the trained heads, results.json, ensemble_predictions.pt)
+and measures, on the full val split and on its ILSVRC2012_val_* photos:
+  1. the frozen stage with one and with two cached views per training photo (the second view is one
+     more trunk pass over the training photos, ~9 min for Lite2 on 2 cores, cached afterwards);
+  2. the fine-tuned tail trained on those two views at a higher rate than the LR finder's pick;
+  3. the ceiling of averaging: every subset of the six models the run made (three frozen heads, three
+     fine-tuned members with flip TTA), its best subset chosen on val itself (so optimistic), and the
+     share of photos that at least one of the six gets right.
+Prints a table and the JSON, writes benchmarks/targets.json, and with --readme rebuilds README's
+targets section. Figures, not tests: nothing is asserted."""
+import argparse, itertools, json, time
+from pathlib import Path
+import torch
+from dogclf.data import load_split, unseen_by_imagenet
+from dogclf.finetune import finetune_cached, valid_probs
+from dogclf.models import frozen_stage, head_probs
+from dogclf.run import atomic_write, configure, environment, project_root
+
+def scores(probs: torch.Tensor, y: torch.Tensor, unseen: torch.Tensor) -> dict:
+    "Top-1 accuracy on all of val and on its never-in-ImageNet-training photos."
+    hit = (probs.argmax(1) == y).float()
+    return dict(val_acc=hit.mean().item(), val_acc_unseen=hit[unseen].mean().item())
+
+def frozen_and_finetuned(cfg, split, unseen, views: int, lr: float, epochs: int) -> dict:
+    "Frozen Lite head on `views` cached views, then its tail fine-tuned on them (partial, discriminative)."
+    model, info = frozen_stage(cfg, cfg.arch, split, views=views)
+    res = dict(frozen=scores(head_probs(model, info["val_features"]["X"]), info["val_features"]["y"], unseen))
+    t0 = time.time(); model, hist, secs = finetune_cached(cfg, model, info, cfg.ft_strategy, lr, cfg.ft_lr_ratio, epochs, name=f"views{views}")
+    p, y = valid_probs(cfg, model, info, split); pt, _ = valid_probs(cfg, model, info, split, hflip=True)
+    res["finetuned"] = dict(scores(p, y, unseen), val_acc_tta=scores(pt, y, unseen)["val_acc"], lr=lr, epochs=epochs, train_s=secs,
+                            train_acc=[h["train_acc"] for h in hist], epoch_val_acc=[h["val_acc"] for h in hist])
+    return res
+
+def ensemble_ceiling(cfg, split, unseen) -> dict:
+    "Every subset of the run's frozen heads and fine-tuned members, averaged; the best on val, and the any-member-right share."
+    ens = torch.load(Path(cfg.out) / "ensemble_predictions.pt", weights_only=True); y = ens["targets"]
+    probs = {f"fine-tuned {a} (flip TTA)": p for a, p in ens["members"].items()}
+    for a in cfg.archs:
+        model, info = frozen_stage(cfg, a, split, views=1); probs[f"frozen {a}"] = head_probs(model, info["val_features"]["X"])
+    subsets = [c for r in range(1, len(probs) + 1) for c in itertools.combinations(probs, r)]
+    acc = {c: scores(sum(probs[n] for n in c) / len(c), y, unseen) for c in subsets}
+    best = max(subsets, key=lambda c: acc[c]["val_acc"])
+    right = torch.stack([p.argmax(1) == y for p in probs.values()])
+    return dict(members={n: scores(p, y, unseen) for n, p in probs.items()}, subsets=len(subsets), best_subset=list(best), best=acc[best],
+                any_member_right=right.any(0).float().mean().item(), all_members_wrong=int((~right.any(0)).sum()))
+
+def readme_section(res: dict) -> str:
+    "Markdown table of the measurements for README."
+    pct = lambda x: f"{100 * x:.1f} %"
+    r1, r2, c = res["views"]["1"], res["views"]["2"], res["ceiling"]
+    rows = [("frozen Lite2 + linear head, 1 view per photo (the run)", r1["frozen"]),
+            ("frozen Lite2 + linear head, 2 views per photo", r2["frozen"]),
+            (f"fine-tuned tail, 1 view, lr {r1['finetuned']['lr']:.2g}, {r1['finetuned']['epochs']} epochs (the run)", r1["finetuned"]),
+            (f"fine-tuned tail, 2 views, lr {r2['finetuned']['lr']:.2g}, {r2['finetuned']['epochs']} epochs", r2["finetuned"]),
+            (f"best of the {c['subsets']} averages of the run's 6 models, chosen on val", c["best"])]
+    table = "\n".join(f"| {n} | {pct(s['val_acc'])} | {pct(s['val_acc_unseen'])} |" for n, s in rows)
+    return (f"Measured by `python benchmarks/targets.py --data <imagewoof2-160> --readme` on the cpu run's caches, {res['device']}, {res['date']}.\n\n"
+            f"| model | val top-1 ({res['n_val']}) | the {res['n_unseen']} never-in-ImageNet photos |\n| --- | --- | --- |\n{table}\n\n"
+            f"At least one of the six models is right on {pct(c['any_member_right'])} of val; all six are wrong on "
+            f"{c['all_members_wrong']} photos. The best average ({', '.join(c['best_subset'])}) was picked on val itself, "
+            f"so its figure is optimistic.\n")
+
+def update_readme(path: Path, section: str, start="<!-- targets:start -->", end="<!-- targets:end -->"):
+    "Replace the text between the targets markers of README."
+    text = path.read_text(); i, j = text.index(start) + len(start), text.index(end)
+    atomic_write(path, text[:i] + "\n" + section + text[j:])
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True); ap.add_argument("--out", default=None, help="the cpu run's folder (default runs/cpu)")
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak rate of the 2-view fine-tune"); ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--readme", action="store_true", help="also rebuild README's targets section")
+    a = ap.parse_args(); root = project_root()
+    cfg = configure(dict(profile="cpu", data=str(Path(a.data).resolve()), out=a.out or str(root / "runs" / "cpu")), show=False)
+    run = json.loads((Path(cfg.out) / "results.json").read_text())["stages"]
+    split = load_split(cfg); unseen = torch.tensor(unseen_by_imagenet(split.valid))
+    ft = run["finetune"]   # the run's own fine-tune: one view at the finder's rate
+    one = dict(frozen={k: run["feature_extractor"][k] for k in ("val_acc", "val_acc_unseen")},
+               finetuned=dict({k: ft[k] for k in ("val_acc", "val_acc_unseen")}, lr=ft["lr"], epochs=ft["epochs"]))
+    res = dict(environment(), date=time.strftime("%Y-%m-%d"), arch=cfg.arch, n_val=len(split.valid), n_unseen=int(unseen.sum()),
+               views={"1": one, "2": frozen_and_finetuned(cfg, split, unseen, 2, a.lr, a.epochs)}, ceiling=ensemble_ceiling(cfg, split, unseen))
+    print(readme_section(res)); print(json.dumps(res, indent=1))
+    atomic_write(root / "benchmarks" / "targets.json", json.dumps(res, indent=1))
+    if a.readme: update_readme(root / "README.md", readme_section(res))
+
+if __name__ == "__main__": main()
