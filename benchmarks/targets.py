@@ -21,6 +21,7 @@ import torch
 from dogclf.data import load_split, unseen_by_imagenet
 from dogclf.finetune import finetune_cached, valid_probs
 from dogclf.models import frozen_stage, head_probs
+from dogclf.analysis import update_readme
 from dogclf.run import atomic_write, configure, environment, project_root
 
 def scores(probs: torch.Tensor, y: torch.Tensor, unseen: torch.Tensor) -> dict:
@@ -84,11 +85,6 @@ def readme_section(res: dict) -> str:
             f"{c['all_members_wrong']} photos. The best average ({', '.join(c['best_subset'])}) was picked on val itself, "
             f"so its figure is optimistic.\n")
 
-def update_readme(path: Path, section: str, start="<!-- targets:start -->", end="<!-- targets:end -->"):
-    "Replace the text between the targets markers of README."
-    text = path.read_text(); i, j = text.index(start) + len(start), text.index(end)
-    atomic_write(path, text[:i] + "\n" + section + text[j:])
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True); ap.add_argument("--out", default=None, help="the cpu run's folder (default runs/cpu)")
@@ -102,6 +98,6 @@ def main():
                views={"1": the_run(cfg, split, unseen), "2": frozen_and_finetuned(cfg, split, unseen, 2, a.lr, a.epochs, a.smoothing)}, ceiling=ensemble_ceiling(cfg, split, unseen))
     print(readme_section(res)); print(json.dumps(res, indent=1))
     atomic_write(root / "benchmarks" / "targets.json", json.dumps(res, indent=1))
-    if a.readme: update_readme(root / "README.md", readme_section(res))
+    if a.readme: update_readme(root / "README.md", readme_section(res), name="targets")
 
 if __name__ == "__main__": main()

@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dogclf.data import ImageDataset, eval_transform, make_loader, read_split, take_per_class
 from dogclf.models import Tail, create_backbone, forward_trunk, model_data_config, tail_start
 from dogclf.finetune import apply_strategy
+from dogclf.analysis import update_readme
 from dogclf.run import atomic_write, environment, project_root
 from dogclf.train import set_seed, train_mode
 
@@ -91,11 +92,6 @@ def readme_section(res: dict) -> str:
             f"{res['date']}, batch {res['batch']} at {res['size']} px, torch {res['versions']['torch']} with {res['threads']} threads.\n\n"
             f"| measure | value |\n| --- | --- |\n{rows}\n")
 
-def update_readme(path: Path, section: str, start="<!-- bench:start -->", end="<!-- bench:end -->"):
-    "Replace the text between the benchmark markers of README."
-    text = path.read_text(); i, j = text.index(start) + len(start), text.index(end)
-    atomic_write(path, text[:i] + "\n" + section + text[j:])
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True); ap.add_argument("--arch", default="tf_efficientnet_lite2")
@@ -123,6 +119,6 @@ def main():
     for k, v in figures.items(): print(f"{k:<{w}}{v:>12.4g}")
     print(json.dumps(res))
     atomic_write(root / "benchmarks" / "results.json", json.dumps(res, indent=1))
-    if a.readme: update_readme(root / "README.md", readme_section(res))
+    if a.readme: update_readme(root / "README.md", readme_section(res), name="bench")
 
 if __name__ == "__main__": main()

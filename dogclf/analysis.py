@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_analysis.ipynb #c84d0313
 from __future__ import annotations
-import json, math, os, re, time
+import json, math, os, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from PIL import Image
@@ -48,12 +48,13 @@ def results_markdown(results: dict, n_val: int, n_unseen: int, targets: dict | N
                       f"±{pct(2 * math.sqrt(p * (1 - p) / n_val))} on all {n_val:,} photos)."]
     return "\n".join(lines)
 
-def update_readme(readme: Path, section: str):
-    "Replace the text between README's results markers with `section`."
-    text = Path(readme).read_text()
-    new = re.sub(r"(<!-- results:start -->\n).*?(\n<!-- results:end -->)", lambda m: m.group(1) + section + m.group(2), text, flags=re.S)
-    if new == text and section not in text: raise ValueError(f"no results markers in {readme}")
-    atomic_write(readme, new)
+def update_readme(readme: Path, section: str,
+                  name: str = "results"):  # the markers are <!-- {name}:start --> and <!-- {name}:end --> (benchmarks/ use their own)
+    "Replace the text between README's `name` markers with `section`."
+    text = Path(readme).read_text(); start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text: raise ValueError(f"no {name} markers in {readme}")
+    i, j = text.index(start) + len(start), text.index(end)
+    atomic_write(readme, text[:i] + "\n" + section.strip("\n") + "\n" + text[j:])
 
 # %% ../nbs/05_analysis.ipynb #d2cffa94
 def most_confused(cm: np.ndarray, names: list, k: int = 5) -> list:
