@@ -14,7 +14,7 @@ and measures, on the full val split and on its ILSVRC2012_val_* photos:
      share of photos that at least one of the six gets right.
 Prints a table and the JSON, writes benchmarks/targets.json, and with --readme rebuilds README's
 targets section. Figures, not tests: nothing is asserted."""
-import argparse, itertools, json, time
+import argparse, copy, itertools, json, time
 from pathlib import Path
 from types import SimpleNamespace
 import torch
@@ -39,7 +39,7 @@ def frozen_and_finetuned(cfg, split, unseen, views: int, lr: float, epochs: int,
     model, info = frozen_stage(cfg, cfg.arch, split, views=views)
     res = dict(frozen=dict(with_tta(cfg, model, info, split, unseen), views=views), finetuned=[])
     for ls in smoothings:
-        m, info = frozen_stage(cfg, cfg.arch, split, views=views)   # each run starts from the trained head
+        m = copy.deepcopy(model)   # each run starts from the trained head
         c = SimpleNamespace(**{**vars(cfg), "label_smoothing": ls})
         m, hist, secs = finetune_cached(c, m, info, cfg.ft_strategy, lr, cfg.ft_lr_ratio, epochs, name=f"views{views}")
         res["finetuned"].append(dict(with_tta(c, m, info, split, unseen), views=views, lr=lr, epochs=epochs, label_smoothing=ls, train_s=secs,
@@ -49,11 +49,9 @@ def frozen_and_finetuned(cfg, split, unseen, views: int, lr: float, epochs: int,
 def the_run(cfg, split, unseen) -> dict:
     "The run's own frozen head and fine-tuned model (one view, the finder's rate), with flip TTA."
     run = json.loads((Path(cfg.out) / "results.json").read_text())["stages"]; ft = run["finetune"]
-    model, info = frozen_stage(cfg, cfg.arch, split, views=1)
-    tuned = torch.load(Path(cfg.out) / "finetuned.pt", weights_only=True); tuned_model, _ = frozen_stage(cfg, cfg.arch, split, views=1)
-    tuned_model.load_state_dict(tuned["model"])
-    return dict(frozen=dict(with_tta(cfg, model, info, split, unseen), views=1),
-                finetuned=[dict(with_tta(cfg, tuned_model, info, split, unseen), views=1, lr=ft["lr"], epochs=ft["epochs"], label_smoothing=cfg.label_smoothing)])
+    model, info = frozen_stage(cfg, cfg.arch, split, views=1); frozen = dict(with_tta(cfg, model, info, split, unseen), views=1)
+    model.load_state_dict(torch.load(Path(cfg.out) / "finetuned.pt", weights_only=True)["model"])
+    return dict(frozen=frozen, finetuned=[dict(with_tta(cfg, model, info, split, unseen), views=1, lr=ft["lr"], epochs=ft["epochs"], label_smoothing=cfg.label_smoothing)])
 
 def ensemble_ceiling(cfg, split, unseen) -> dict:
     "Every subset of the run's frozen heads and fine-tuned members, averaged; the best on val, and the any-member-right share."
