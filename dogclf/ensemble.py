@@ -4,27 +4,32 @@
 
 # %% ../nbs/04_ensemble.ipynb #0fcb0244
 from __future__ import annotations
-import numpy as np, torch
-from .train import accuracy, log_loss, top_k_accuracy
+import torch
+from .train import nll
 
 # %% auto #0
 __all__ = ['average_probs', 'fit_weights', 'disagreement']
 
 # %% ../nbs/04_ensemble.ipynb #207f0f61
-def average_probs(probs: list, weights: list | None = None) -> torch.Tensor:  # probs: (N, K) tensors, one per member
-    "Weighted mean of the members' class probabilities (equal weights by default)."
+def average_probs(probs: list,                  # (N, K) probability tensors, one per member
+                  weights: list | None = None):  # one weight per member; None: equal weights
+    "Weighted mean of the members' class probabilities."
     w = torch.tensor(weights if weights is not None else [1.0] * len(probs), dtype=torch.float32)
     return sum(wi * p for wi, p in zip(w / w.sum(), probs))
 
 # %% ../nbs/04_ensemble.ipynb #cc0f2d11
-def fit_weights(probs: list, targets: torch.Tensor, steps: int = 200) -> list:
+def fit_weights(probs: list,             # (N, K) probability tensors, one per member
+                targets: torch.Tensor,   # (N,) class indices
+                steps: int = 200):       # Adam steps
     "Member weights (summing to 1) that minimise the ensemble's log loss on (probs, targets)."
-    logits = torch.zeros(len(probs), requires_grad=True); opt = torch.optim.Adam([logits], lr=0.1)
+    logits = torch.zeros(len(probs), requires_grad=True)
+    opt = torch.optim.Adam([logits], lr=0.1)
     stacked = torch.stack(probs)
     for _ in range(steps):
-        p = (logits.softmax(0)[:, None, None] * stacked).sum(0)
-        loss = -p[torch.arange(len(targets)), targets].clamp_min(1e-12).log().mean()
-        opt.zero_grad(); loss.backward(); opt.step()
+        loss = nll((logits.softmax(0)[:, None, None] * stacked).sum(0), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     return logits.softmax(0).tolist()
 
 # %% ../nbs/04_ensemble.ipynb #c98da18a

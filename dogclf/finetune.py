@@ -4,171 +4,257 @@
 
 # %% ../nbs/03_finetune.ipynb #49dfba32
 from __future__ import annotations
-import copy, math, time
+import copy
+import math
+from dataclasses import dataclass
 from pathlib import Path
-import numpy as np, torch, torch.nn as nn
-from timm.models import group_parameters
-from .data import eval_transform, make_loader, train_transform
-from .models import freeze_backbone, frozen_stage, unfreeze, count_params
-from .run import run_file
+from typing import Callable
+import numpy as np
+import torch
+import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
-from .train import fit, get_device, one_cycle, predict, set_seed, train_mode
+from torchvision import transforms as T
+from .core import load_checkpoint, save_checkpoint
+from .data import eval_transform, make_loader, train_transform
+from .models import (FrozenFeatures, Tail, cached_pass, create_backbone, feature_sequence,
+                           freeze_backbone, layer_groups, photo_keys, unfreeze)
+from .train import fit, get_device, one_cycle, predict_probs, set_seed, train_mode
 
 # %% auto #0
-__all__ = ['layer_groups', 'group_lrs', 'param_groups', 'group_table', 'apply_strategy', 'gradual_stages', 'lr_find',
-           'plot_lr_find', 'finetune', 'finetune_cached', 'finetune_stage', 'valid_probs', 'finetuned_model']
-
-# %% ../nbs/03_finetune.ipynb #15495554
-def layer_groups(model: nn.Module) -> list:
-    "Lists of parameter names per layer group, from input to output, by timm's coarse group_matcher."
-    groups = group_parameters(model, model.group_matcher(coarse=True))
-    return [names for _, names in sorted(groups.items())]
+__all__ = ['group_lrs', 'param_groups', 'group_table', 'apply_strategy', 'gradual_stages', 'lr_find', 'plot_lr_find', 'Source',
+           'finetune_source', 'finetune', 'valid_probs', 'save_finetuned', 'finetuned_model']
 
 # %% ../nbs/03_finetune.ipynb #3fd71075
-def group_lrs(n_groups: int, lr: float, ratio: float | None = None, layer_decay: float | None = None) -> list:
-    "Per-group learning rates, first group first: geometric from lr/ratio to lr, or lr·decay^(distance from the head)."
-    if layer_decay is not None: return [lr * layer_decay ** (n_groups - 1 - i) for i in range(n_groups)]
-    if not ratio or n_groups == 1: return [lr] * n_groups
+def group_lrs(n_groups: int,                     # how many layer groups
+              lr: float,                         # the rate of the last group (the head)
+              ratio: float | None = None,        # the first group learns lr / ratio; None: one rate
+              layer_decay: float | None = None):  # or: each group learns this factor times the next one's rate
+    "Per-group learning rates, first group first."
+    if layer_decay is not None:
+        return [lr * layer_decay ** (n_groups - 1 - i) for i in range(n_groups)]
+    if not ratio or n_groups == 1:
+        return [lr] * n_groups
     return [lr / ratio * ratio ** (i / (n_groups - 1)) for i in range(n_groups)]
 
 # %% ../nbs/03_finetune.ipynb #3fbe7abc
-def param_groups(model: nn.Module, lrs: list, weight_decay: float = 1e-4) -> list:
-    "Optimiser parameter groups (trainable parameters only) with one learning rate per layer group."
-    named = dict(model.named_parameters()); out = []
+def param_groups(model: nn.Module,           # a timm model
+                 lrs: list,                  # one rate per layer group (group_lrs)
+                 weight_decay: float = 1e-4):  # for weights of two or more dimensions; none for biases and norms
+    "Optimiser parameter groups (trainable parameters only): per layer group, one decayed and one not."
+    named = dict(model.named_parameters())
+    out = []
     for i, (names, lr) in enumerate(zip(layer_groups(model), lrs)):
         params = [named[n] for n in names if named[n].requires_grad]
-        if params: out.append(dict(params=params, lr=lr, initial_lr=lr, weight_decay=weight_decay, group=i))
+        decayed = [p for p in params if p.ndim > 1]
+        plain = [p for p in params if p.ndim <= 1]
+        for ps, wd in ((decayed, weight_decay), (plain, 0.0)):
+            if ps:
+                out.append(dict(params=ps, lr=lr, initial_lr=lr, weight_decay=wd, group=i))
     return out
 
-def group_table(model: nn.Module, lrs: list):
+def group_table(model: nn.Module, lrs: list):  # lrs: one rate per layer group
     "A table of the layer groups: first parameter, parameter count, trainable count and learning rate."
     import pandas as pd
     named = dict(model.named_parameters())
-    return pd.DataFrame([dict(group=i, first=names[0], params=sum(named[n].numel() for n in names),
-                              trainable=sum(named[n].numel() for n in names if named[n].requires_grad), lr=lr)
-                         for i, (names, lr) in enumerate(zip(layer_groups(model), lrs))]).set_index("group")
+    rows = [dict(group=i, first=names[0], params=sum(named[n].numel() for n in names),
+                 trainable=sum(named[n].numel() for n in names if named[n].requires_grad), lr=lr)
+            for i, (names, lr) in enumerate(zip(layer_groups(model), lrs))]
+    return pd.DataFrame(rows).set_index("group")
 
 # %% ../nbs/03_finetune.ipynb #f62b39f1
-def apply_strategy(model: nn.Module, strategy: str = "partial",  # freeze | partial | full
-                   n_groups: int = 3, bn: str = "frozen") -> nn.Module:  # groups trained by partial, head included
-    "Set which layer groups train, and whether BatchNorm statistics are frozen."
-    if strategy not in ("freeze", "partial", "full"): raise ValueError(f"Unknown strategy {strategy!r}: freeze, partial or full")
-    if bn not in ("frozen", "train"): raise ValueError(f"bn must be 'frozen' or 'train', not {bn!r}")
-    unfreeze(model) if strategy == "full" else freeze_backbone(model)
-    if strategy == "partial":
-        named = dict(model.named_parameters())
-        for names in layer_groups(model)[-n_groups:]:
-            for n in names: named[n].requires_grad_(True)
-    model.bn_frozen = bn == "frozen"
+def apply_strategy(model: nn.Module,          # a timm model with its head
+                   strategy: str = "partial",  # freeze | partial | full
+                   n_groups: int = 3):         # groups trained by partial, head included
+    "Set which layer groups train."
+    if strategy not in ("freeze", "partial", "full"):
+        raise ValueError(f"Unknown strategy {strategy!r}: freeze, partial or full")
+    if strategy == "full":
+        return unfreeze(model)
+    freeze_backbone(model)
+    named = dict(model.named_parameters())
+    for names in layer_groups(model)[-n_groups:] if strategy == "partial" else []:
+        for n in names:
+            named[n].requires_grad_(True)
     return model
 
 # %% ../nbs/03_finetune.ipynb #713146ba
-def gradual_stages(n_groups: int, n_stages: int) -> list:
+def gradual_stages(n_groups: int,   # groups that end up training, head included
+                   n_stages: int):  # how many stages
     "Trainable groups (head included) at each stage of gradual unfreezing: 1, 2, ... up to n_groups."
     return [min(n_groups, 1 + round(i * (n_groups - 1) / max(1, n_stages - 1))) for i in range(n_stages)]
 
 # %% ../nbs/03_finetune.ipynb #7e006901
-def lr_find(model: nn.Module, dl, loss_fn=None, start: float = 1e-6, end: float = 1.0, steps: int = 60,
-            optimizer: str = "sgd", beta: float = 0.9) -> dict:
+def _sweep(model, dl, loss_fn, lrs: list, opt, freeze_bn: bool, beta: float) -> list:
+    "Smoothed training loss at each rate of `lrs`, one batch each; stops when the loss explodes."
+    device = next(model.parameters()).device
+    losses, avg, batches = [], 0.0, iter(dl)
+    for i, lr in enumerate(lrs):
+        for g in opt.param_groups:
+            g["lr"] = lr
+        try:
+            xb, yb = next(batches)
+        except StopIteration:
+            batches = iter(dl)
+            xb, yb = next(batches)
+        train_mode(model, freeze_bn)
+        loss = loss_fn(model(xb.to(device)), yb.to(device))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        avg = beta * avg + (1 - beta) * loss.item()
+        losses.append(avg / (1 - beta ** (i + 1)))
+        if not math.isfinite(losses[-1]) or losses[-1] > 4 * min(losses):
+            break
+    return losses
+
+def lr_find(model: nn.Module,         # the module to train (its trainable parameters are swept)
+            dl,                       # training batches
+            loss_fn=None,             # default: cross-entropy
+            start: float = 1e-6,      # the first rate
+            end: float = 1.0,         # the last rate
+            steps: int = 60,          # batches, one per rate
+            optimizer: str = "sgd",   # sgd (momentum 0.9) or adamw
+            freeze_bn: bool = False,  # keep BatchNorm statistics as they are
+            beta: float = 0.9):       # smoothing of the loss
     "Exponential LR sweep; returns lrs, smoothed losses and the steepest-descent suggestion. Restores the weights."
-    device = get_device(); model.to(device); loss_fn = loss_fn or nn.CrossEntropyLoss()
-    saved = copy.deepcopy(model.state_dict()); params = [p for p in model.parameters() if p.requires_grad]
+    model.to(get_device())
+    saved = copy.deepcopy(model.state_dict())
+    params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=start, momentum=0.9) if optimizer == "sgd" else torch.optim.AdamW(params, lr=start)
-    lrs, losses, avg, it = [], [], 0.0, iter(dl)
-    for i in range(steps):
-        lr = start * (end / start) ** (i / max(1, steps - 1))
-        for g in opt.param_groups: g["lr"] = lr
-        try: xb, yb = next(it)
-        except StopIteration: it = iter(dl); xb, yb = next(it)
-        train_mode(model); loss = loss_fn(model(xb.to(device)), yb.to(device))
-        opt.zero_grad(); loss.backward(); opt.step()
-        avg = beta * avg + (1 - beta) * loss.item(); smooth = avg / (1 - beta ** (i + 1))
-        lrs.append(lr); losses.append(smooth)
-        if not math.isfinite(smooth) or smooth > 4 * min(losses): break
+    lrs = [start * (end / start) ** (i / max(1, steps - 1)) for i in range(steps)]
+    losses = _sweep(model, dl, loss_fn or nn.CrossEntropyLoss(), lrs, opt, freeze_bn, beta)
     model.load_state_dict(saved)
-    grads = np.gradient(np.array(losses), np.log(np.array(lrs))) if len(lrs) > 2 else np.zeros(len(lrs))
-    return dict(lrs=lrs, losses=losses, suggestion=float(lrs[int(np.argmin(grads[: max(1, len(grads) - 2)]))]))
+    lrs = lrs[:len(losses)]
+    slopes = np.gradient(np.array(losses), np.log(np.array(lrs))) if len(lrs) > 2 else np.zeros(len(lrs))
+    steepest = int(np.argmin(slopes[: max(1, len(slopes) - 2)]))
+    return dict(lrs=lrs, losses=losses, suggestion=float(lrs[steepest]))
 
 # %% ../nbs/03_finetune.ipynb #73cad76b
-def plot_lr_find(res: dict, chosen: float | None = None):
+def plot_lr_find(res: dict,                   # lr_find's result
+                 chosen: float | None = None):  # the rate actually used, marked too
     "The LR finder's loss curve on a log axis, with the suggestion (and the chosen rate)."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.2)); ax.plot(res["lrs"], res["losses"]); ax.set_xscale("log")
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(res["lrs"], res["losses"])
+    ax.set_xscale("log")
     ax.axvline(res["suggestion"], c="C1", ls="--", label=f"steepest {res['suggestion']:.1e}")
-    if chosen: ax.axvline(chosen, c="C2", ls=":", label=f"chosen {chosen:.1e}")
-    ax.set(xlabel="learning rate", ylabel="smoothed loss"); ax.legend(); fig.tight_layout(); return fig
-
-# %% ../nbs/03_finetune.ipynb #b7bc79aa
-def _optimizer(cfg, model: nn.Module, lr: float, lr_ratio: float | None, epochs: int, train_dl) -> tuple:
-    "SGD+momentum (or AdamW) with one group per layer group at discriminative rates, and its one-cycle schedule."
-    groups = param_groups(model, group_lrs(len(layer_groups(model)), lr, lr_ratio))
-    opt = torch.optim.SGD(groups, momentum=0.9) if cfg.ft_optimizer == "sgd" else torch.optim.AdamW(groups)
-    steps = math.ceil(len(train_dl) / cfg.accum_steps)   # optimiser steps per epoch (gradient accumulation, lesson 01)
-    return opt, one_cycle(opt, [g["lr"] for g in groups], epochs, steps, pct_start=0.3)
-
-# %% ../nbs/03_finetune.ipynb #01ee0474
-def finetune(cfg, model: nn.Module, split, strategy: str = "partial", lr: float = 0.01,
-             lr_ratio: float | None = 100,        # None: one rate for every group
-             epochs: int = 1, name: str = "finetune") -> tuple:
-    "Fine-tune `model` (already with its trained head) on `split`; returns (model, history, training seconds)."
-    from dogclf.models import model_data_config
-    apply_strategy(model, strategy, cfg.ft_groups, cfg.bn); set_seed(cfg.seed)
-    dc = model_data_config(model, cfg.img_size)
-    train_dl = make_loader(split.train, train_transform(dc), cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed, drop_last=len(split.train) > cfg.batch_size)
-    val_dl = make_loader(split.valid, eval_transform(dc), cfg.batch_size, workers=cfg.workers, seed=cfg.seed)
-    opt, sched = _optimizer(cfg, model, lr, lr_ratio, epochs, train_dl)
-    ckpt = run_file(cfg, f"{name}_{strategy}", model.pretrained_cfg.get("architecture"), [str(p) for p, _ in split.train], dc,
-                    strategy, lr, lr_ratio, epochs, cfg.ft_groups, cfg.bn, cfg.ft_optimizer, cfg.seed, cfg.batch_size, cfg.accum_steps, cfg.label_smoothing)
-    hist = fit(model, train_dl, val_dl, epochs, opt, sched, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), checkpoint=ckpt, grad_clip=5.0, amp=cfg.amp, accum_steps=cfg.accum_steps)
-    return model, hist, sum(r["wall_s"] for r in hist)   # training time, also when resumed from a checkpoint
+    if chosen:
+        ax.axvline(chosen, c="C2", ls=":", label=f"chosen {chosen:.1e}")
+    ax.set(xlabel="learning rate", ylabel="smoothed loss")
+    ax.legend()
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/03_finetune.ipynb #dd7cd7b8
-def finetune_cached(cfg, model: nn.Module, info: dict,  # info: frozen_stage's, made with cfg.ft_cached
-                    strategy: str = "partial", lr: float = 0.01, lr_ratio: float | None = 100, epochs: int = 1,
-                    name: str = "finetune") -> tuple:
-    "Fine-tune the tail of `model` on lesson 02's cached trunk activations; returns (model, history, training seconds)."
-    from dogclf.models import Tail, feature_sequence
-    start, acts = info["start"], info["acts"]; apply_strategy(model, strategy, cfg.ft_groups, cfg.bn); set_seed(cfg.seed)
+@dataclass
+class Source:
+    "What fine-tuning trains on: the module to run, its training and validation batches, and what they are."
+    net: nn.Module            # the model, or its Tail fed with cached activations
+    train_dl: DataLoader
+    val_dl: DataLoader
+    key: list                 # what the data is, for checkpoint names
+    frozen_prefixes: tuple    # parameter names that must not train (the cached trunk)
+    flipped: Callable         # () -> loader of the mirrored validation inputs, for test-time augmentation
+
+def _photo_source(model, split, data_cfg, batch_size, workers, seed) -> Source:
+    train_dl = make_loader(split.train, train_transform(data_cfg), batch_size, shuffle=True, workers=workers,
+                           seed=seed, drop_last=len(split.train) > batch_size)
+    val_dl = make_loader(split.valid, eval_transform(data_cfg), batch_size, workers=workers, seed=seed)
+    mirror = T.Compose([T.RandomHorizontalFlip(p=1.0), eval_transform(data_cfg)])
+    def flipped():
+        return make_loader(split.valid, mirror, batch_size, workers=workers, seed=seed)
+    return Source(model, train_dl, val_dl, [photo_keys(split.train), data_cfg], (), flipped)
+
+def _cached_source(model, features, split, data_cfg, folder, batch_size, workers, seed) -> Source:
+    X = torch.cat([a.X for a in features.train_acts])
+    y = torch.cat([a.y for a in features.train_acts])
+    train_dl = DataLoader(TensorDataset(X, y), batch_size, shuffle=True, drop_last=len(y) > batch_size,
+                          generator=torch.Generator().manual_seed(seed))
+    val_dl = DataLoader(TensorDataset(features.valid_acts.X, features.valid_acts.y), 256)
+    start = features.start
+    def flipped():
+        acts = cached_pass(model, split.valid, eval_transform(data_cfg), folder, "valid_flip", start, True,
+                           batch_size, workers)
+        return DataLoader(TensorDataset(acts.X, acts.y), 256)
     trunk = tuple(f"{n}." for n, _ in feature_sequence(model)[:start])
-    if any(p.requires_grad for n, p in model.named_parameters() if n.startswith(trunk)):
-        raise ValueError(f"{strategy!r} with {cfg.ft_groups} groups trains layers before the cached activations; set ft_cached=False to train on photos")
-    X, y = torch.cat([a["X"] for a in acts["train"]]), torch.cat([a["y"] for a in acts["train"]])
-    train_dl = DataLoader(TensorDataset(X, y), cfg.batch_size, shuffle=True, generator=torch.Generator().manual_seed(cfg.seed), drop_last=len(y) > cfg.batch_size)
-    val_dl = DataLoader(TensorDataset(acts["valid"]["X"], acts["valid"]["y"]), 256)
-    opt, sched = _optimizer(cfg, model, lr, lr_ratio, epochs, train_dl)
-    ckpt = run_file(cfg, f"{name}_{strategy}_cached", [a["key"] for a in acts["train"]], start, strategy, lr, lr_ratio, epochs,
-                    cfg.ft_groups, cfg.bn, cfg.ft_optimizer, cfg.seed, cfg.batch_size, cfg.accum_steps, cfg.label_smoothing)
-    hist = fit(Tail(model, start), train_dl, val_dl, epochs, opt, sched, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), checkpoint=ckpt, grad_clip=5.0, amp=cfg.amp, accum_steps=cfg.accum_steps)
-    return model, hist, sum(r["wall_s"] for r in hist)
+    key = [a.key for a in features.train_acts]
+    return Source(Tail(model, start), train_dl, val_dl, key, trunk, flipped)
+
+def finetune_source(model: nn.Module,          # the backbone with its trained head
+                    features: FrozenFeatures,  # lesson 02's passes (with activations when they were cached)
+                    split,                     # the dataset's Split
+                    data_cfg: dict,            # the model's data config
+                    folder: Path,              # the run folder (caches)
+                    batch_size: int = 64,
+                    workers: int = 2,
+                    seed: int = 42):
+    "Cached activations into the tail when lesson 02 cached them, else photos through the whole network."
+    if features.start is None:
+        return _photo_source(model, split, data_cfg, batch_size, workers, seed)
+    return _cached_source(model, features, split, data_cfg, folder, batch_size, workers, seed)
+
+# %% ../nbs/03_finetune.ipynb #01ee0474
+def _optimizer(model, lr: float, lr_ratio, optimizer: str, epochs: int, steps_per_epoch: int) -> tuple:
+    "SGD+momentum (or AdamW) with discriminative rates per layer group, and its one-cycle schedule."
+    groups = param_groups(model, group_lrs(len(layer_groups(model)), lr, lr_ratio))
+    opt = torch.optim.SGD(groups, momentum=0.9) if optimizer == "sgd" else torch.optim.AdamW(groups)
+    return opt, one_cycle(opt, [g["lr"] for g in groups], epochs, steps_per_epoch, pct_start=0.3)
+
+def finetune(model: nn.Module,              # the backbone with its trained head
+             source: Source,                # finetune_source(...)
+             strategy: str = "partial",     # freeze | partial | full
+             lr: float = 0.01,              # peak rate of the last group
+             lr_ratio: float | None = 100,  # the first group learns lr / lr_ratio; None: one rate for all
+             epochs: int = 1,
+             n_groups: int = 3,             # groups trained by partial, head included
+             freeze_bn: bool = True,        # keep BatchNorm's ImageNet statistics
+             optimizer: str = "sgd",        # sgd (momentum 0.9) or adamw
+             label_smoothing: float = 0.0,
+             accum_steps: int = 1,          # batches per optimiser step
+             amp: bool = False,             # mixed precision on CUDA
+             checkpoint: Path | None = None,  # resume from and save to this file
+             seed: int = 42):
+    "Fine-tune `model` on `source`; returns (history, training seconds)."
+    apply_strategy(model, strategy, n_groups)
+    training_trunk = [n for n, p in model.named_parameters() if p.requires_grad and n.startswith(source.frozen_prefixes)]
+    if source.frozen_prefixes and training_trunk:
+        raise ValueError(f"{strategy!r} with {n_groups} groups trains {training_trunk[0]}, before the cached "
+                         f"activations; set ft_cached=False to fine-tune on the photos")
+    set_seed(seed)
+    if source.train_dl.generator is not None:
+        source.train_dl.generator.manual_seed(seed)   # every run sees the batches in the same order
+    steps = math.ceil(len(source.train_dl) / accum_steps)   # optimiser steps per epoch
+    opt, sched = _optimizer(model, lr, lr_ratio, optimizer, epochs, steps)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    history = fit(source.net, source.train_dl, source.val_dl, epochs, opt, sched, loss_fn, checkpoint=checkpoint,
+                  grad_clip=5.0, amp=amp, accum_steps=accum_steps, freeze_bn=freeze_bn)
+    return history, sum(r["wall_s"] for r in history)   # training time, also when resumed from a checkpoint
 
 # %% ../nbs/03_finetune.ipynb #1c6ffb04
-def finetune_stage(cfg, model: nn.Module, info: dict, split, strategy: str, lr: float, lr_ratio: float | None, epochs: int, name: str = "ft") -> tuple:
-    "Fine-tune from the frozen stage: on cached activations if cfg.ft_cached, else on the photos."
-    if cfg.ft_cached: return finetune_cached(cfg, model, info, strategy, lr, lr_ratio, epochs, name)
-    return finetune(cfg, model, split, strategy, lr, lr_ratio, epochs, name)
-
-def valid_probs(cfg, model: nn.Module, info: dict, split, hflip: bool = False) -> tuple:  # hflip: average with the mirrored photos
-    "Validation probabilities and targets: through the tail from cached activations if `info` has them, else from the photos."
-    from dogclf.models import cached_features, run_tail
-    if info["start"] is None:
-        return predict(model, make_loader(split.valid, eval_transform(info["data_config"]), cfg.batch_size, workers=cfg.workers), hflip=hflip)
-    val = info["acts"]["valid"]; probs = run_tail(model, info["start"], val["X"]).softmax(1)
+def valid_probs(source: Source,        # finetune_source(...)
+                hflip: bool = False):  # average with the mirrored validation inputs
+    "Validation probabilities and targets of `source.net`."
+    probs, y = predict_probs(source.net, source.val_dl)
     if hflip:
-        flip = cached_features(cfg, model, info["arch"], split.valid, eval_transform(info["data_config"]), "valid_flip", start=info["start"], hflip=True)
-        probs = (probs + run_tail(model, info["start"], flip["X"]).softmax(1)) / 2
-    return probs, val["y"]
+        mirrored, _ = predict_probs(source.net, source.flipped())
+        probs = (probs + mirrored) / 2
+    return probs, y
 
 # %% ../nbs/03_finetune.ipynb #41a8e9de
-def finetuned_model(cfg, split) -> tuple:
-    "The run's fine-tuned model and its data config: from finetuned.pt, or fine-tuned now from the frozen stage."
-    from dogclf.models import create_backbone, model_data_config
-    from dogclf.train import load_checkpoint, save_checkpoint
-    path = Path(cfg.out) / "finetuned.pt"
-    if path.exists():
-        s = load_checkpoint(path); model = create_backbone(s["arch"], num_classes=len(s["classes"]), pretrained=False)
-        model.load_state_dict(s["model"]); return model.eval(), s["data_config"]
-    model, info = frozen_stage(cfg, cfg.arch, split, views=cfg.feature_views)
-    model, _, _ = finetune_stage(cfg, model, info, split, cfg.ft_strategy, cfg.ft_lr, cfg.ft_lr_ratio, cfg.ft_epochs, name="ft")
-    dc = model_data_config(model, cfg.img_size)
-    save_checkpoint(path, model=model.state_dict(), arch=cfg.arch, classes=split.classes, data_config=dc)
-    return model.eval(), dc
+def save_finetuned(path: Path,        # usually <run folder>/finetuned.pt
+                   model: nn.Module,  # the fine-tuned model
+                   arch: str,         # its timm name
+                   classes: list,     # class ids in output order
+                   data_cfg: dict):   # its data config
+    "Save a fine-tuned model with what is needed to rebuild it."
+    save_checkpoint(path, model=model.state_dict(), arch=arch, classes=classes, data_config=data_cfg)
+
+def finetuned_model(out: Path) -> tuple:  # a run folder where lesson 03 ran
+    "The run's fine-tuned model, its data config and its classes, from `out`/finetuned.pt."
+    path = Path(out) / "finetuned.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"No fine-tuned model in {out}: run lesson 03 with this run folder first")
+    state = load_checkpoint(path)
+    model = create_backbone(state["arch"], num_classes=len(state["classes"]), pretrained=False)
+    model.load_state_dict(state["model"])
+    return model.eval(), state["data_config"], state["classes"]
