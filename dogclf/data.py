@@ -4,28 +4,32 @@
 
 # %% ../nbs/00_data.ipynb #1f4b9922
 from __future__ import annotations
-import csv, hashlib, json, math, os, random, shutil, tarfile, time, urllib.error, urllib.request
+import csv, hashlib, json, math, os, random, shutil, tarfile, time, urllib.error, urllib.request, zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-import numpy as np, torch
+import numpy as np
+import timm
+import torch
 from PIL import Image
+from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 from tqdm.auto import tqdm
+from .core import atomic_write
 
 # %% auto #0
 __all__ = ['WOOF_BREEDS', 'DATASETS', 'IMAGE_EXTS', 'Archive', 'DatasetInfo', 'DownloadError', 'download', 'safe_extract',
-           'get_dataset', 'resolve_data', 'load_rgb', 'check_images', 'Split', 'breed_name', 'image_files',
-           'folder_items', 'stratified_split', 'detect_layout', 'read_split', 'take_per_class', 'load_split',
-           'unseen_by_imagenet', 'data_config', 'eval_transform', 'train_transform', 'ImageDataset', 'seed_worker',
-           'make_loader', 'show_grid', 'baselines']
+           'check_archive', 'count_photos', 'get_dataset', 'resolve_data', 'load_rgb', 'check_images', 'photo_listing',
+           'Split', 'breed_name', 'image_files', 'class_folders', 'folder_items', 'take_per_class', 'stratified_split',
+           'detect_layout', 'read_split', 'load_split', 'unseen_by_imagenet', 'data_config', 'eval_transform',
+           'train_transform', 'ImageDataset', 'seed_worker', 'make_loader', 'show_grid', 'baselines']
 
 # %% ../nbs/00_data.ipynb #ccb40898
 WOOF_BREEDS = {"n02086240": "Shih-Tzu", "n02087394": "Rhodesian ridgeback", "n02088364": "beagle",
-               "n02089973": "English foxhound", "n02093754": "Border terrier", "n02096294": "Australian terrier",
-               "n02099601": "golden retriever", "n02105641": "Old English sheepdog", "n02111889": "Samoyed",
-               "n02115641": "dingo"}
+               "n02089973": "English foxhound", "n02093754": "Border terrier",
+               "n02096294": "Australian terrier", "n02099601": "golden retriever",
+               "n02105641": "Old English sheepdog", "n02111889": "Samoyed", "n02115641": "dingo"}
 
 # %% ../nbs/00_data.ipynb #29db211a
 @dataclass(frozen=True)
@@ -40,69 +44,136 @@ class DatasetInfo:
     "A dataset of the catalogue: its archives, the folder they unpack to, and its layout."
     name: str
     folder: str               # folder (under the data root) that holds the photos once unpacked
-    layout: str               # imagewoof | stanford | kaggle | folder
+    layout: str               # imagewoof, stanford, kaggle or folder
     archives: tuple = ()      # Archive, ...; empty for user-supplied layouts
     about: str = ""
+    photos: tuple | None = None  # (class folders, photos) expected once unpacked, when no checksum
 
 # %% ../nbs/00_data.ipynb #4314e44e
 _S3 = "https://s3.amazonaws.com/fast-ai-imageclas"
 _STANFORD = "http://vision.stanford.edu/aditya86/ImageNetDogs"
 DATASETS = {d.name: d for d in [
-    DatasetInfo("imagewoof-160", "imagewoof2-160", "imagewoof", (Archive(f"{_S3}/imagewoof2-160.tgz", 92612825, "3559b194123981a540b87132dbda412f"),), "10 breeds, shortest side 160 px"),
-    DatasetInfo("imagewoof-320", "imagewoof2-320", "imagewoof", (Archive(f"{_S3}/imagewoof2-320.tgz", 328387740, "7a1fd92672a559a85de76e4810a20c21"),), "10 breeds, shortest side 320 px"),
-    DatasetInfo("imagewoof", "imagewoof2", "imagewoof", (Archive(f"{_S3}/imagewoof2.tgz", 1343715595, "2cc1c1e36e20cb6fd24ffb978edcb487"),), "10 breeds, full size"),
-    DatasetInfo("stanford-dogs", "stanford-dogs", "stanford", (Archive(f"{_STANFORD}/images.tar"), Archive(f"{_STANFORD}/lists.tar")), "120 breeds, official train/test lists"),
-    DatasetInfo("kaggle-dog-breed", "dog-breed-identification", "kaggle", (), "120 breeds; labels.csv + train/, supplied by you"),
+    DatasetInfo("imagewoof-160", "imagewoof2-160", "imagewoof",
+                (Archive(f"{_S3}/imagewoof2-160.tgz", 92612825, "3559b194123981a540b87132dbda412f"),),
+                "10 breeds, shortest side 160 px"),
+    DatasetInfo("imagewoof-320", "imagewoof2-320", "imagewoof",
+                (Archive(f"{_S3}/imagewoof2-320.tgz", 328387740, "7a1fd92672a559a85de76e4810a20c21"),),
+                "10 breeds, shortest side 320 px"),
+    DatasetInfo("imagewoof", "imagewoof2", "imagewoof",
+                (Archive(f"{_S3}/imagewoof2.tgz", 1343715595, "2cc1c1e36e20cb6fd24ffb978edcb487"),),
+                "10 breeds, full size"),
+    DatasetInfo("stanford-dogs", "stanford-dogs", "stanford",
+                (Archive(f"{_STANFORD}/images.tar"), Archive(f"{_STANFORD}/lists.tar")),
+                "120 breeds, official train/test lists", photos=(120, 20580)),
+    DatasetInfo("kaggle-dog-breed", "dog-breed-identification", "kaggle", (),
+                "120 breeds; labels.csv + train/, supplied by you"),
     DatasetInfo("folder", "", "folder", (), "any folder with one sub-folder of photos per class"),
 ]}
 
 # %% ../nbs/00_data.ipynb #d44b3486
-class DownloadError(RuntimeError): "A dataset or weight file could not be fetched; the message says how to supply it by hand."
+class DownloadError(RuntimeError):
+    "A dataset or weight file could not be fetched; the message says how to supply it by hand."
 
-def _md5(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.md5()
+def _md5(path: Path,             # the file to hash
+         chunk: int = 1 << 20):  # bytes read at a time
+    "MD5 hex digest of the file at `path`."
+    digest = hashlib.md5()
     with open(path, "rb") as f:
-        for b in iter(lambda: f.read(chunk), b""): h.update(b)
-    return h.hexdigest()
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 def _verify(path: Path, size: int | None, md5: str | None):
     "Raise ValueError if `path` does not have the expected size or MD5."
-    if size is not None and path.stat().st_size != size:
-        raise ValueError(f"{path.name}: size {path.stat().st_size:,} bytes, expected {size:,}")
-    if md5 is not None and _md5(path) != md5:
-        raise ValueError(f"{path.name}: checksum mismatch (MD5 {_md5(path)}, expected {md5})")
+    have = path.stat().st_size
+    if size is not None and have != size:
+        raise ValueError(f"{path.name}: size {have:,} bytes, expected {size:,}")
+    digest = _md5(path) if md5 is not None else None
+    if digest != md5:
+        raise ValueError(f"{path.name}: checksum mismatch (MD5 {digest}, expected {md5})")
+
+def _total_size(headers,     # HTTP response headers
+                have: int):  # bytes already on disk before this response
+    "The whole file's size as the server announced it: Content-Range's total, else Content-Length + `have`."
+    total = (headers.get("Content-Range") or "").rpartition("/")[2]
+    if total.isdigit():
+        return int(total)
+    length = headers.get("Content-Length") or ""
+    return int(length) + have if length.isdigit() else None
 
 # %% ../nbs/00_data.ipynb #08479b52
-def _fetch(url: str, part: Path, timeout: float):
-    "Append the rest of `url` to `part`, resuming from its current length."
+def _stream(response,    # an open HTTP response
+            part: Path,  # the partial file
+            have: int):  # bytes of `part` the response continues; 0 starts it afresh
+    "Write `response` into `part` after `have` bytes, with a progress bar; return the size announced."
+    total = _total_size(response.headers, have)
+    bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=part.name[:-5], mininterval=1)
+    with open(part, "ab" if have else "wb") as f, bar:
+        for chunk in iter(lambda: response.read(1 << 20), b""):
+            f.write(chunk)
+            bar.update(len(chunk))
+    got = part.stat().st_size
+    if total and got != total:
+        raise urllib.error.URLError(f"connection closed at {got:,} of {total:,} bytes")
+    return total
+
+def _fetch(url: str,                # the file to download
+           part: Path,              # the partial file to create or extend
+           timeout: float,          # seconds without data before giving up
+           size: int | None = None):  # the published size, if any
+    "Append the rest of `url` to `part`, resuming from its length; return the size the server announced."
     have = part.stat().st_size if part.exists() else 0
-    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        if have and r.status != 206: have = 0  # the server ignored Range: start again
-        total = int(r.headers.get("Content-Length") or 0) + have
-        with open(part, "ab" if have else "wb") as f, tqdm(total=total or None, initial=have, unit="B", unit_scale=True,
-                                                          desc=part.name[:-5], mininterval=1) as bar:
-            for chunk in iter(lambda: r.read(1 << 20), b""): f.write(chunk); bar.update(len(chunk))
-        if total and part.stat().st_size < total: raise urllib.error.URLError(f"connection closed at {part.stat().st_size:,} of {total:,} bytes")
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code != 416:  # 416: the server has nothing after byte `have`
+            raise
+        announced = (e.headers.get("Content-Range") or "").rpartition("/")[2]
+        total = int(announced) if announced.isdigit() else size
+        if total is not None and have == total:
+            return total   # a previous run fetched it all, then stopped before renaming it
+        part.unlink()      # the partial file does not fit this file: start again
+        return _fetch(url, part, timeout, size)
+    with response:
+        if have and response.status != 206:
+            have = 0   # the server ignored Range: start again
+        return _stream(response, part, have)
 
 # %% ../nbs/00_data.ipynb #47d37d3c
-def download(url: str, dest: Path,           # the file to create
-             size: int | None = None, md5: str | None = None,  # expected size and checksum, if known
-             retries: int = 3, timeout: float = 30):           # attempts, and seconds without data before one fails
+def _failure_message(url: str, dest: Path, part: Path, error) -> str:
+    "What to do when `url` could not be fetched into `dest`."
+    resume = f" (the partial file {part.name} is resumed next time)" if part.exists() else ""
+    return (f"Could not download {url} ({error}).\nDownload it yourself and put it at {dest}{resume}, "
+            f"or point dogclf at an existing copy of the unpacked photos with the `data` parameter "
+            f"/ --data PATH / $DOGCLF_DATA.")
+
+def download(url: str,                 # where the file is
+             dest: Path,               # the file to create
+             size: int | None = None,  # expected size in bytes, if published
+             md5: str | None = None,   # expected MD5 checksum, if published
+             retries: int = 3,         # attempts before giving up
+             timeout: float = 30):     # seconds without data before an attempt fails
     "Download `url` to `dest`: resumable, retried, verified, atomic and idempotent."
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists(): _verify(dest, size, md5); return dest
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        _verify(dest, size, md5)
+        return dest
     part = dest.with_name(dest.name + ".part")
     for attempt in range(1, retries + 1):
-        try: _fetch(url, part, timeout); break
+        try:
+            announced = _fetch(url, part, timeout, size)
+            break
         except (urllib.error.URLError, OSError) as e:
             if attempt == retries:
-                raise DownloadError(f"Could not download {url} ({e}).\nDownload it yourself and put it at {dest} "
-                                    f"(a partial file {part.name} is resumed next time), or point dogclf at an existing "
-                                    f"copy of the unpacked photos with the `data` parameter / --data PATH / $DOGCLF_DATA.") from None
+                raise DownloadError(_failure_message(url, dest, part, e)) from None
             time.sleep(min(2 ** attempt, 10))
-    try: _verify(part, size, md5)
-    except ValueError: part.unlink(); raise
+    try:
+        _verify(part, size if size is not None else announced, md5)
+    except ValueError:
+        part.unlink()
+        raise
     os.replace(part, dest)
     return dest
 
@@ -110,59 +181,127 @@ def download(url: str, dest: Path,           # the file to create
 def _check_member(m: tarfile.TarInfo, dest: Path):
     "Raise if extracting tar member `m` would write outside `dest`."
     target = (dest / m.name).resolve()
-    if m.name.startswith(("/", "\\")) or ".." in Path(m.name).parts or not target.is_relative_to(dest.resolve()):
+    outside = not target.is_relative_to(dest.resolve())
+    if m.name.startswith(("/", "\\")) or ".." in Path(m.name).parts or outside:
         raise ValueError(f"Unsafe path in archive: {m.name!r}")
-    if (m.issym() or m.islnk()) and not (target.parent / m.linkname).resolve().is_relative_to(dest.resolve()):
+    link_outside = not (target.parent / m.linkname).resolve().is_relative_to(dest.resolve())
+    if (m.issym() or m.islnk()) and link_outside:
         raise ValueError(f"Unsafe link in archive: {m.name!r} -> {m.linkname!r}")
 
-def safe_extract(archive: Path, dest: Path):
+def safe_extract(archive: Path,  # a tar archive, compressed or not
+                 dest: Path):    # the folder to extract into
     "Extract a tar archive into `dest`, refusing members that would land outside it."
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive) as tar:
         members = tar.getmembers()
-        for m in members: _check_member(m, dest)
-        tar.extractall(dest, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        for m in members:
+            _check_member(m, dest)
+        options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python 3.10.12 and later
+        tar.extractall(dest, members=members, **options)
     return dest
 
+# %% ../nbs/00_data.ipynb #6c1d9a44
+def _read_to_end(f):
+    "Read the file object `f` to its end (tarfile raises if the archive ends first)."
+    while f.read(1 << 20):
+        pass
+
+def check_archive(archive: Path):  # a downloaded .tar or .tgz file
+    "Raise ValueError naming `archive` (to delete) unless it is a tar archive that reads to its end."
+    problem = None if tarfile.is_tarfile(archive) else "is not a tar archive (an error page?)"
+    if problem is None:
+        try:
+            with tarfile.open(archive) as tar:
+                for member in tar:
+                    if member.isfile():
+                        _read_to_end(tar.extractfile(member))
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+            problem = f"is damaged or cut short ({e})"
+    if problem:
+        raise ValueError(f"{archive} {problem}: delete it and run again to download it afresh")
+    return archive
+
 # %% ../nbs/00_data.ipynb #a7db19a4
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+def count_photos(folder: Path) -> tuple:  # an unpacked dataset
+    "(folders that hold photos, photos) under `folder`, at any depth."
+    photos = [p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTS]
+    return len({p.parent for p in photos}), len(photos)
+
+def _unpack(info: DatasetInfo, root: Path) -> Path:
+    "Download, check and unpack the archives of `info` into a temporary folder under `root`; return it."
+    tmp = root / f".{info.folder}.unpacking"
+    shutil.rmtree(tmp, ignore_errors=True)
+    archives = [download(a.url, root / a.url.rsplit("/", 1)[1], a.size, a.md5) for a in info.archives]
+    for archive in archives:
+        safe_extract(check_archive(archive), tmp)
+    inner = tmp / info.folder if (tmp / info.folder).is_dir() else tmp  # ImageWoof: one top folder
+    found = count_photos(inner)
+    if info.photos and found != info.photos:
+        raise ValueError(f"{info.name}: the archives unpacked to {found[1]:,} photos in {found[0]} folders, "
+                         f"expected {info.photos[1]:,} in {info.photos[0]}: one is incomplete. Delete "
+                         f"{' and '.join(str(a) for a in archives)} and run again to download them afresh")
+    return inner
+
 def get_dataset(name: str = "imagewoof-160",  # a key of DATASETS
                 root: Path = Path("data")):    # where archives and photos live
     "Path to the photos of catalogue dataset `name`, downloading and unpacking them on first use."
-    if name not in DATASETS: raise ValueError(f"Unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
-    info, root = DATASETS[name], Path(root)
-    if not info.archives: raise FileNotFoundError(f"{name} cannot be downloaded by dogclf ({info.about}): pass its folder as `data`")
+    if name not in DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    info = DATASETS[name]
+    root = Path(root)
+    if not info.archives:
+        raise FileNotFoundError(f"{name} cannot be downloaded by dogclf ({info.about}): "
+                                "pass its folder as `data`")
     folder = root / info.folder
-    if (folder / ".complete").exists(): return folder
-    tmp = root / f".{info.folder}.unpacking"; shutil.rmtree(tmp, ignore_errors=True)
-    for a in info.archives: safe_extract(download(a.url, root / a.url.rsplit("/", 1)[1], a.size, a.md5), tmp)
-    inner = tmp / info.folder if (tmp / info.folder).is_dir() else tmp  # ImageWoof archives hold one top folder
-    shutil.rmtree(folder, ignore_errors=True); os.replace(inner, folder); shutil.rmtree(tmp, ignore_errors=True)
+    if (folder / ".complete").exists():
+        return folder
+    inner = _unpack(info, root)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(inner, folder)
+    shutil.rmtree(root / f".{info.folder}.unpacking", ignore_errors=True)
     (folder / ".complete").touch()
     return folder
 
 # %% ../nbs/00_data.ipynb #622a7350
-def resolve_data(data: str | Path = "",           # explicit folder ("" = not given)
+def resolve_data(data: str | Path = "",           # explicit folder ("" means not given)
                  dataset: str = "imagewoof-160",  # catalogue entry to download otherwise
                  root: Path = Path("data")):       # download folder
     "The folder of photos to use: `data`, else $DOGCLF_DATA, else the downloaded catalogue dataset."
     data = data or os.environ.get("DOGCLF_DATA", "")
     if data:
-        if not Path(data).is_dir(): raise FileNotFoundError(f"Data folder {data} does not exist: pass an existing folder as `data` / --data / $DOGCLF_DATA")
+        if not Path(data).is_dir():
+            raise FileNotFoundError(f"Data folder {data} does not exist: "
+                                    "pass an existing folder as `data` / --data / $DOGCLF_DATA")
         return Path(data)
-    if os.environ.get("IN_TEST"): raise FileNotFoundError("Tests never download: set DOGCLF_DATA to a folder of photos, e.g. ../shared/data/imagewoof2-160")
+    if os.environ.get("IN_TEST"):
+        raise FileNotFoundError("Tests never download: set DOGCLF_DATA to a folder of photos, "
+                                "e.g. ../shared/data/imagewoof2-160")
     return get_dataset(dataset, root)
 
 # %% ../nbs/00_data.ipynb #539248aa
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+def _to_8bit(im: Image.Image) -> Image.Image:  # greyscale with more than 8 bits: mode I;16, I;16B or I
+    "An 8-bit greyscale copy of `im`: 16-bit values divided by 257, wider ones scaled by their own range."
+    values = np.asarray(im).astype(np.float64)
+    peak = values.max(initial=0)
+    top = 65535 if im.mode.startswith("I;16") or 255 < peak <= 65535 else max(peak, 255)
+    return Image.fromarray(np.clip(values * 255 / top, 0, 255).round().astype(np.uint8))
 
 def load_rgb(path: Path) -> Image.Image:
-    "Open an image file as RGB: greyscale, CMYK, palette and transparent images included."
+    "Open an image file as RGB: 8- and 16-bit greyscale, CMYK, palette and transparent images included."
     with Image.open(path) as im:
         im.load()
-        if im.mode == "P": im = im.convert("RGBA")
+        if im.mode.startswith("I"):
+            return _to_8bit(im).convert("RGB")
+        if im.mode == "P":
+            im = im.convert("RGBA")
         if im.mode in ("RGBA", "LA"):
-            bg = Image.new("RGB", im.size, (255, 255, 255)); bg.paste(im.convert("RGBA"), mask=im.convert("RGBA").getchannel("A"))
-            return bg
+            rgba = im.convert("RGBA")
+            background = Image.new("RGB", im.size, (255, 255, 255))
+            background.paste(rgba, mask=rgba.getchannel("A"))
+            return background
         return im.convert("RGB")
 
 # %% ../nbs/00_data.ipynb #f747f4fe
@@ -170,19 +309,47 @@ def _decodes(path: Path) -> str | None:
     "None if the image decodes completely, else the error message."
     try:
         with Image.open(path) as im:
-            im.draft("RGB", (64, 64)); im.load()
+            im.draft("RGB", (64, 64))
+            im.load()
         return None
-    except Exception as e: return f"{type(e).__name__}: {e}"
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
 
-def check_images(items: list, cache_dir: Path | None = None) -> list:  # items: (path, label) pairs
+def _listing_key(items: list) -> str:
+    "A short hash of the paths, sizes and modification times (ns) of the items' files."
+    stats = [(p, Path(p).stat()) for p, _ in items]
+    listing = "\n".join(f"{p}:{s.st_size}:{s.st_mtime_ns}" for p, s in stats)
+    return hashlib.sha1(listing.encode()).hexdigest()[:16]
+
+def check_images(items: list,                     # (path, label) pairs
+                 cache_dir: Path | None = None):  # where to remember the result; None checks every time
     "The items whose image decodes, reporting (path and count) and dropping the others."
-    key = hashlib.sha1("\n".join(f"{p}:{p.stat().st_size}" for p, _ in items).encode()).hexdigest()[:16]
-    cache = Path(cache_dir) / f"checked-{key}.json" if cache_dir else None
-    if cache and cache.exists(): bad = json.loads(cache.read_text())
-    else: bad = {str(p): e for p, _ in tqdm(items, desc="checking images", mininterval=2, leave=False) if (e := _decodes(p))}
-    if cache: cache.parent.mkdir(parents=True, exist_ok=True); cache.write_text(json.dumps(bad))
-    if bad: print(f"Skipping {len(bad)} unreadable image(s) of {len(items)}:\n" + "\n".join(f"  {p}: {e}" for p, e in list(bad.items())[:20]))
+    cache = Path(cache_dir) / f"checked-{_listing_key(items)}.json" if cache_dir else None
+    if cache and cache.exists():
+        bad = json.loads(cache.read_text())
+    else:
+        progress = tqdm(items, desc="checking images", mininterval=2, leave=False)
+        bad = {str(p): error for p, _ in progress if (error := _decodes(p))}
+    if cache:
+        atomic_write(cache, json.dumps(bad))
+    if bad:
+        shown = "\n".join(f"  {p}: {e}" for p, e in list(bad.items())[:20])
+        print(f"Skipping {len(bad)} unreadable image(s) of {len(items)}:\n{shown}")
     return [(p, y) for p, y in items if str(p) not in bad]
+
+# %% ../nbs/00_data.ipynb #8d4e1c37
+def photo_listing(root: Path) -> str:  # a folder of photos
+    "sha256 of relative path, size and mtime (ns) of every file under `root`; names starting '.' skipped."
+    root = Path(root)
+    lines = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        for name in files:
+            if not name.startswith("."):
+                path = os.path.join(folder, name)
+                stat = os.stat(path)
+                lines.append(f"{os.path.relpath(path, root)}\t{stat.st_size}\t{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
 
 # %% ../nbs/00_data.ipynb #84a7312c
 @dataclass
@@ -193,13 +360,17 @@ class Split:
     classes: list   # folder names / ImageNet synset ids, in class-index order
     breeds: list    # human-readable names, same order
     layout: str = "folder"
-    def __repr__(self): return f"Split({self.layout}: {len(self.train)} train, {len(self.valid)} valid, {len(self.classes)} classes)"
+    def __repr__(self):
+        sizes = f"{len(self.train)} train, {len(self.valid)} valid, {len(self.classes)} classes"
+        return f"Split({self.layout}: {sizes})"
 
 # %% ../nbs/00_data.ipynb #1a5390ea
 def breed_name(class_id: str) -> str:
     "Readable breed for a class folder: ImageWoof wnid, Stanford 'n02085620-Chihuahua', or the name itself."
-    if class_id in WOOF_BREEDS: return WOOF_BREEDS[class_id]
-    name = class_id.split("-", 1)[1] if class_id[:1] == "n" and class_id[1:9].isdigit() and "-" in class_id else class_id
+    if class_id in WOOF_BREEDS:
+        return WOOF_BREEDS[class_id]
+    stanford = class_id[:1] == "n" and class_id[1:9].isdigit() and "-" in class_id
+    name = class_id.split("-", 1)[1] if stanford else class_id
     return name.replace("_", " ")
 
 # %% ../nbs/00_data.ipynb #0fd9969a
@@ -207,155 +378,246 @@ def image_files(folder: Path) -> list:
     "Image files directly inside `folder`, sorted."
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
 
-def folder_items(root: Path, classes: list | None = None) -> tuple:
+def class_folders(root: Path) -> list:
+    "Names of the sub-folders of `root`, sorted, hidden ones skipped."
+    return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+def folder_items(root: Path,                  # a folder with one sub-folder of photos per class
+                 classes: list | None = None):  # class folders to read, in index order; None reads all
     "Items and class ids of a folder with one sub-folder per class; empty class folders are an error."
     root = Path(root)
-    classes = classes or sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes: raise FileNotFoundError(f"No class sub-folders in {root}: expected one folder of photos per breed")
+    classes = classes or class_folders(root)
+    if not classes:
+        raise FileNotFoundError(f"No class sub-folders in {root}: expected one folder of photos per breed")
     items, empty = [], []
     for i, c in enumerate(classes):
         files = image_files(root / c) if (root / c).is_dir() else []
-        if not files: empty.append(c)
+        if not files:
+            empty.append(c)
         items += [(p, i) for p in files]
-    if empty: raise ValueError(f"No images in class folder(s) {empty} under {root}: add photos ({', '.join(sorted(IMAGE_EXTS))}) or remove the folder")
+    if empty:
+        raise ValueError(f"No images in class folder(s) {empty} under {root}: "
+                         f"add photos ({', '.join(sorted(IMAGE_EXTS))}) or remove the folder")
     return items, classes
 
-# %% ../nbs/00_data.ipynb #6483f807
-def stratified_split(items: list, valid_pct: float = 0.2, seed: int = 42) -> tuple:
-    "Split items into train/valid so that every class gives `valid_pct` of its photos (at least one) to valid."
-    rng, train, valid = random.Random(seed), [], []
+# %% ../nbs/00_data.ipynb #7f6d9fa0
+def take_per_class(items: list,    # (path, label) pairs
+                   n: int | None,  # items to keep per class; None keeps all
+                   seed: int = 42):  # random seed of the choice
+    "At most `n` items of each class (all if n is None), chosen with `seed`."
+    if n is None:
+        return items
+    rng = random.Random(seed)
+    chosen = []
     for label in sorted({y for _, y in items}):
-        group = sorted(it for it in items if it[1] == label); rng.shuffle(group)
-        n_val = max(1, round(len(group) * valid_pct)) if len(group) > 1 else 0
-        valid += group[:n_val]; train += group[n_val:]
+        group = sorted(it for it in items if it[1] == label)
+        chosen += rng.sample(group, min(n, len(group)))
+    return sorted(chosen)
+
+# %% ../nbs/00_data.ipynb #6483f807
+def stratified_split(items: list,             # (path, label) pairs
+                     valid_pct: float = 0.2,  # share of each class for validation
+                     seed: int = 42):         # random seed of the split
+    "Train and valid items: a class with two photos or more gives about `valid_pct` (at least one) to valid."
+    counts = Counter(y for _, y in items)
+    many = [it for it in items if counts[it[1]] * valid_pct >= 1]
+    few = [it for it in items if counts[it[1]] * valid_pct < 1]
+    valid = [it for it in take_per_class(few, 1, seed) if counts[it[1]] > 1]   # a lone photo trains
+    chosen = set(valid)
+    train = [it for it in few if it not in chosen]
+    if many:
+        labels = [y for _, y in many]
+        many_train, many_valid = train_test_split(many, test_size=valid_pct, random_state=seed,
+                                                  stratify=labels)
+        train += many_train
+        valid += many_valid
     return sorted(train), sorted(valid)
 
 # %% ../nbs/00_data.ipynb #f80a4f3e
 def detect_layout(root: Path) -> str:
     "imagewoof (train/ + val/), stanford (Images/ + lists), kaggle (labels.csv + train/) or folder."
     root = Path(root)
-    if (root / "train").is_dir() and (root / "val").is_dir(): return "imagewoof"
-    if (root / "Images").is_dir(): return "stanford"
-    if (root / "labels.csv").exists() and (root / "train").is_dir(): return "kaggle"
+    if (root / "val").is_dir() and not (root / "train").is_dir():
+        raise ValueError(f"{root} has val/ but no train/: expected train/<class>/ beside val/<class>/ "
+                         f"(the ImageWoof layout), or one folder of photos per class and no val/")
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        return "imagewoof"
+    if (root / "Images").is_dir():
+        return "stanford"
+    if (root / "labels.csv").exists() and (root / "train").is_dir():
+        return "kaggle"
     return "folder"
 
 # %% ../nbs/00_data.ipynb #19e9cc10
-def _stanford_split(root: Path):
-    "Stanford Dogs with its official train/test lists (train_list.mat, test_list.mat)."
-    from scipy.io import loadmat
-    classes = sorted(p.name for p in (root / "Images").iterdir() if p.is_dir())
-    index = {c: i for i, c in enumerate(classes)}
-    def read(name):
-        lst = next((p for p in [root / name, root / "lists" / name] if p.exists()), None)
-        if lst is None: raise FileNotFoundError(f"{name} not found in {root}: unpack lists.tar from {_STANFORD} there")
-        files = [str(f[0][0]) for f in loadmat(lst)["file_list"]]
-        return [(root / "Images" / f, index[f.split("/")[0]]) for f in files]
-    return read("train_list.mat"), read("test_list.mat"), classes
+def _imagewoof_split(root: Path) -> tuple:
+    "train/<class>/ and val/<class>/ folders; a validation class without training photos is an error."
+    train, classes = folder_items(root / "train")
+    extra = [c for c in class_folders(root / "val") if c not in classes]
+    if extra:
+        raise ValueError(f"Class folder(s) {extra} in {root / 'val'} have no folder in {root / 'train'}: "
+                         f"add their training photos to train/<class>/ or remove them from val/")
+    valid, _ = folder_items(root / "val", classes)
+    return train, valid, classes
 
-def _kaggle_items(root: Path):
+def _stanford_split(root: Path, valid_pct: float, seed: int) -> tuple:
+    "Stanford Dogs with its official lists (train_list.mat, test_list.mat), else Images/ split stratified."
+    names = ["train_list.mat", "test_list.mat"]
+    lists = [next((p for p in [root / n, root / "lists" / n] if p.exists()), None) for n in names]
+    if None in lists:
+        print(f"Notice: no train_list.mat and test_list.mat in {root}, so Images/ gets a stratified split.")
+        items, classes = folder_items(root / "Images")
+        return *stratified_split(items, valid_pct, seed), classes
+    from scipy.io import loadmat
+    classes = class_folders(root / "Images")
+    index = {c: i for i, c in enumerate(classes)}
+    def read(path):
+        files = [str(f[0][0]) for f in loadmat(path)["file_list"]]
+        return [(root / "Images" / f, index[f.split("/")[0]]) for f in files]
+    return read(lists[0]), read(lists[1]), classes
+
+def _kaggle_items(root: Path) -> tuple:
     "Kaggle dog-breed-identification: labels.csv (id, breed) and train/<id>.jpg."
-    with open(root / "labels.csv", newline="") as f: rows = list(csv.DictReader(f))
-    classes = sorted({r["breed"] for r in rows}); index = {c: i for i, c in enumerate(classes)}
+    with open(root / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    classes = sorted({r["breed"] for r in rows})
+    index = {c: i for i, c in enumerate(classes)}
     missing = [r["id"] for r in rows if not (root / "train" / f"{r['id']}.jpg").exists()]
-    if missing: raise FileNotFoundError(f"{len(missing)} photos listed in labels.csv are missing from {root/'train'}, e.g. {missing[0]}.jpg")
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} photos listed in labels.csv are missing from "
+                                f"{root / 'train'}, e.g. {missing[0]}.jpg")
     return [(root / "train" / f"{r['id']}.jpg", index[r["breed"]]) for r in rows], classes
 
 # %% ../nbs/00_data.ipynb #a4e59043
-def read_split(root: Path, valid_pct: float = 0.2, seed: int = 42) -> Split:
+def read_split(root: Path,               # a dataset folder of any supported layout
+               valid_pct: float = 0.2,  # validation share, for layouts without their own split
+               seed: int = 42) -> Split:  # random seed of that split
     "Read a dataset folder of any supported layout into a Split."
-    root = Path(root); layout = detect_layout(root)
+    root = Path(root)
+    layout = detect_layout(root)
     if layout == "imagewoof":
-        train, classes = folder_items(root / "train"); valid, _ = folder_items(root / "val", classes)
-    elif layout == "stanford": train, valid, classes = _stanford_split(root)
+        train, valid, classes = _imagewoof_split(root)
+    elif layout == "stanford":
+        train, valid, classes = _stanford_split(root, valid_pct, seed)
     else:
         items, classes = _kaggle_items(root) if layout == "kaggle" else folder_items(root)
         train, valid = stratified_split(items, valid_pct, seed)
     return Split(train, valid, classes, [breed_name(c) for c in classes], layout)
 
-# %% ../nbs/00_data.ipynb #7f6d9fa0
-def take_per_class(items: list, n: int | None, seed: int = 42) -> list:
-    "At most `n` items of each class (all if n is None), chosen with `seed`."
-    if n is None: return items
-    rng = random.Random(seed); out = []
-    for label in sorted({y for _, y in items}):
-        group = sorted(it for it in items if it[1] == label); out += rng.sample(group, min(n, len(group)))
-    return sorted(out)
-
 # %% ../nbs/00_data.ipynb #f473502b
-def load_split(cfg) -> Split:
-    "The run's Split: cfg.data (or $DOGCLF_DATA or the download), subsampled per the profile, unreadable photos dropped."
-    cfg.data = str(resolve_data(cfg.data, cfg.dataset, Path(cfg.root) / "data"))  # recorded in results.json
-    split = read_split(cfg.data, cfg.valid_pct, cfg.seed)
-    split.train = check_images(take_per_class(split.train, cfg.train_per_class, cfg.seed), Path(cfg.out) / ".cache")
-    split.valid = check_images(take_per_class(split.valid, cfg.val_per_class, cfg.seed), Path(cfg.out) / ".cache")
+def load_split(root: Path,                          # folder of photos, as resolve_data returns
+               valid_pct: float = 0.2,              # validation share, for layouts without their own split
+               seed: int = 42,                      # random seed of the split and of the subsampling
+               train_per_class: int | None = None,  # training photos per class; None keeps all
+               val_per_class: int | None = None,    # validation photos per class; None keeps all
+               cache_dir: Path | None = None) -> Split:  # where check_images remembers its result
+    "The Split of the photos in `root`, subsampled per class, with unreadable photos dropped."
+    split = read_split(root, valid_pct, seed)
+    split.train = check_images(take_per_class(split.train, train_per_class, seed), cache_dir)
+    split.valid = check_images(take_per_class(split.valid, val_per_class, seed), cache_dir)
     return split
 
 # %% ../nbs/00_data.ipynb #18dcd6ad
-def unseen_by_imagenet(items: list) -> np.ndarray:
+def unseen_by_imagenet(items: list) -> np.ndarray:  # (path, label) pairs
     "Boolean mask of the items that were in ImageNet's validation set (never in its training set)."
     return np.array([Path(p).name.startswith("ILSVRC2012_val_") for p, _ in items], dtype=bool)
 
 # %% ../nbs/00_data.ipynb #a91867a0
-def data_config(arch: str, img_size: int | None = None) -> dict:  # timm model name; None keeps the model's size
-    "timm's data config for `arch` (input_size, interpolation, mean, std, crop_pct), optionally at another size."
-    import timm
-    cfg = timm.data.resolve_data_config(pretrained_cfg=timm.models.get_pretrained_cfg(arch).to_dict()) if timm.models.get_pretrained_cfg(arch) \
-          else timm.data.resolve_data_config({}, model=timm.create_model(arch, pretrained=False))
-    if img_size: cfg["input_size"] = (3, img_size, img_size)
-    return cfg
+def data_config(model_or_arch,                # a timm model, or a timm model name such as "resnet50.a1_in1k"
+                img_size: int | None = None):  # input side in pixels instead of the model's; None keeps it
+    "timm's data config (input_size, interpolation, mean, std, crop_pct, crop_mode) of a model or name."
+    if not isinstance(model_or_arch, str):
+        config = timm.data.resolve_model_data_config(model_or_arch)
+    elif timm.models.get_pretrained_cfg(model_or_arch) is not None:
+        pretrained = timm.models.get_pretrained_cfg(model_or_arch).to_dict()
+        config = timm.data.resolve_data_config(pretrained_cfg=pretrained)
+    else:
+        config = timm.data.resolve_model_data_config(timm.create_model(model_or_arch, pretrained=False))
+    if img_size:
+        config["input_size"] = (3, img_size, img_size)
+    return config
 
 # %% ../nbs/00_data.ipynb #57b6a034
-def eval_transform(cfg: dict):  # a data_config
-    "Resize, centre crop, tensor, normalise: as the model was evaluated."
-    size, interp = cfg["input_size"][-1], T.InterpolationMode(cfg["interpolation"])
-    return T.Compose([T.Resize(math.floor(size / cfg["crop_pct"]), interpolation=interp), T.CenterCrop(size),
-                      T.ToTensor(), T.Normalize(cfg["mean"], cfg["std"])])
+def eval_transform(data_cfg: dict):  # a data config, as data_config returns
+    "Resize the shorter side to size / crop_pct, centre crop, tensor, normalise: timm's eval transform."
+    keys = ["input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode"]
+    return timm.data.create_transform(**{k: data_cfg[k] for k in keys if k in data_cfg}, is_training=False)
 
-def train_transform(cfg: dict, scale: tuple = (0.35, 1.0)):  # a data_config; crop area range
+def train_transform(data_cfg: dict,               # a data config, as data_config returns
+                    scale: tuple = (0.35, 1.0)):  # range of the share of the photo's area a crop keeps
     "Random resized crop, flip and TrivialAugment, then tensor and normalise."
-    size, interp = cfg["input_size"][-1], T.InterpolationMode(cfg["interpolation"])
-    return T.Compose([T.RandomResizedCrop(size, scale=scale, interpolation=interp), T.RandomHorizontalFlip(),
-                      T.TrivialAugmentWide(interpolation=interp), T.ToTensor(), T.Normalize(cfg["mean"], cfg["std"])])
+    size = data_cfg["input_size"][-1]
+    interpolation = T.InterpolationMode(data_cfg["interpolation"])
+    return T.Compose([T.RandomResizedCrop(size, scale=scale, interpolation=interpolation),
+                      T.RandomHorizontalFlip(),
+                      T.TrivialAugmentWide(interpolation=interpolation),
+                      T.ToTensor(),
+                      T.Normalize(data_cfg["mean"], data_cfg["std"])])
 
 # %% ../nbs/00_data.ipynb #f1602f2d
 class ImageDataset(Dataset):
     "`(path, label)` items as `(transformed image, label)`."
-    def __init__(self, items: list, tfm): self.items, self.tfm = items, tfm
-    def __len__(self): return len(self.items)
+    def __init__(self, items: list, tfm):
+        self.items = items
+        self.tfm = tfm
+    def __len__(self):
+        return len(self.items)
     def __getitem__(self, i):
         path, label = self.items[i]
         return self.tfm(load_rgb(path)), label
 
 def seed_worker(worker_id: int):
     "Seed NumPy and `random` in a DataLoader worker from torch's per-worker seed."
-    s = torch.initial_seed() % 2**32; np.random.seed(s); random.seed(s)
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
 
 # %% ../nbs/00_data.ipynb #2dca5332
-def make_loader(items: list, tfm, batch_size: int = 64, shuffle: bool = False,  # shuffle for training
-                workers: int = 2, seed: int = 42, drop_last: bool = False) -> DataLoader:
+def make_loader(items: list,             # (path, label) pairs
+                tfm,                     # transform from a PIL image to a tensor
+                batch_size: int = 64,
+                shuffle: bool = False,   # shuffle for training
+                workers: int = 2,        # loader processes, capped at the CPUs of this machine
+                seed: int = 42,          # seed of the shuffle and of the workers' augmentations
+                drop_last: bool = False) -> DataLoader:
     "A seeded DataLoader over `items`, pinning memory when CUDA is used."
+    workers = min(workers, os.cpu_count() or 1)
     return DataLoader(ImageDataset(items, tfm), batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                       pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker, drop_last=drop_last,
                       generator=torch.Generator().manual_seed(seed), persistent_workers=workers > 0)
 
 # %% ../nbs/00_data.ipynb #e0f3765b
-def show_grid(images: list, titles: list, ncols: int = 5, size: float = 2.2):
-    "Show PIL images or (C,H,W) tensors in a grid with titles; returns the figure."
+def show_grid(images: list,       # PIL images or (C,H,W) tensors
+              titles: list,       # one title per image
+              ncols: int = 5,     # images per row
+              size: float = 2.2):  # inches per image
+    "Show images in a grid with titles; returns the figure."
     import matplotlib.pyplot as plt
     nrows = math.ceil(len(images) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size), squeeze=False)
-    for ax in axes.flat: ax.axis("off")
-    for ax, im, t in zip(axes.flat, images, titles):
-        if torch.is_tensor(im): im = ((im - im.min()) / (im.max() - im.min() + 1e-8)).permute(1, 2, 0).numpy()
-        ax.imshow(im); ax.set_title(t, fontsize=9)
-    fig.tight_layout(); return fig
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, im, title in zip(axes.flat, images, titles):
+        if torch.is_tensor(im):
+            im = ((im - im.min()) / (im.max() - im.min() + 1e-8)).permute(1, 2, 0).numpy()
+        ax.imshow(im)
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/00_data.ipynb #a845a3e6
 def baselines(split: Split) -> dict:
     "Accuracy and log loss of random guessing and of always predicting the majority training class."
-    k = len(split.classes); train_y = np.array([y for _, y in split.train]); val_y = np.array([y for _, y in split.valid])
-    prior = np.bincount(train_y, minlength=k) / len(train_y); unseen = unseen_by_imagenet(split.valid)
-    def acc(pred): return dict(val_acc=float((pred == val_y).mean()), val_acc_unseen=float((pred == val_y)[unseen].mean()) if unseen.any() else None)
-    rand = np.random.default_rng(0).integers(0, k, len(val_y))
-    return dict(random_guess=dict(expected_acc=1 / k, val_loss=math.log(k), **acc(rand)),
-                majority=dict(val_loss=float(-np.log(prior[val_y] + 1e-12).mean()), **acc(np.full_like(val_y, prior.argmax()))))
+    k = len(split.classes)
+    train_y = np.array([y for _, y in split.train])
+    val_y = np.array([y for _, y in split.valid])
+    prior = np.bincount(train_y, minlength=k) / len(train_y)
+    unseen = unseen_by_imagenet(split.valid)
+    def scored(pred):
+        right = pred == val_y
+        unseen_acc = float(right[unseen].mean()) if unseen.any() else None
+        return dict(val_acc=float(right.mean()), val_acc_unseen=unseen_acc,
+                    n_val=len(val_y), n_unseen=int(unseen.sum()))
+    guesses = np.random.default_rng(0).integers(0, k, len(val_y))
+    majority = np.full_like(val_y, prior.argmax())
+    return dict(random_guess=dict(expected_acc=1 / k, val_loss=math.log(k), **scored(guesses)),
+                majority=dict(val_loss=float(-np.log(prior[val_y] + 1e-12).mean()), **scored(majority)))

@@ -1,5 +1,7 @@
 "Loading real-world image files: odd modes, corrupt files, empty folders."
+import os, shutil
 from pathlib import Path
+import numpy as np
 import pytest
 from PIL import Image
 from dogclf import data as D
@@ -26,8 +28,10 @@ def test_corrupt_files_reported_and_skipped(tmp_path, woof, capsys):
     assert D.check_images(items, cache_dir=tmp_path / "cache") == kept   # second time from the cache
 
 def test_empty_class_folder_is_a_clear_error(tmp_path):
-    (tmp_path / "pug").mkdir(); Image.new("RGB", (4, 4)).save(tmp_path / "pug" / "a.jpg")
-    (tmp_path / "akita").mkdir(); (tmp_path / "akita" / "notes.txt").write_text("no photos")
+    (tmp_path / "pug").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "pug" / "a.jpg")
+    (tmp_path / "akita").mkdir()
+    (tmp_path / "akita" / "notes.txt").write_text("no photos")
     with pytest.raises(ValueError, match="akita"): D.read_split(tmp_path)
 
 def test_no_class_folders_is_a_clear_error(tmp_path):
@@ -39,3 +43,81 @@ def test_imagewoof_layout_read_in_full(woof):
     assert len(s.valid) == 3929 and len(s.train) >= 8000
     assert D.unseen_by_imagenet(s.valid).sum() == 162
     assert s.breeds[s.classes.index("n02088364")] == "beagle"
+
+def test_image_check_cache_sees_a_replaced_file(tmp_path, woof):
+    "15.2b: a file overwritten with the same size is checked again, not trusted from the cache."
+    photo = tmp_path / "a.JPEG"
+    photo.write_bytes(sorted((woof / "train" / "n02088364").iterdir())[0].read_bytes())
+    items = [(photo, 0)]
+    assert D.check_images(items, cache_dir=tmp_path / "cache") == items
+    photo.write_bytes(b"\0" * photo.stat().st_size)   # same path, same size, no longer a photo
+    later = photo.stat().st_mtime_ns + 10**9            # a second later, even on a coarse clock
+    os.utime(photo, ns=(later, later))
+    assert D.check_images(items, cache_dir=tmp_path / "cache") == []
+
+@pytest.mark.parametrize("mode,suffix", [("I;16", ".png"), ("I;16B", ".tif"), ("I", ".tif")])
+def test_16_bit_grey_keeps_its_brightness(tmp_path, mode, suffix):
+    "15.4: a mid-grey image with 16 bits per pixel loads as mid-grey, not white."
+    path = tmp_path / f"grey{suffix}"
+    Image.new(mode, (8, 6), 32768).save(path)
+    assert Image.open(path).mode == mode
+    assert D.load_rgb(path).getpixel((0, 0)) == (128, 128, 128)
+
+def test_16_bit_photo_loads_like_its_8_bit_original(tmp_path, woof):
+    "15.4: a real photo stored with 16 bits per pixel loads with the same 8-bit values."
+    grey = Image.open(next((woof / "train" / "n02088364").iterdir())).convert("L")
+    Image.fromarray(np.asarray(grey).astype(np.uint16) * 257).save(tmp_path / "grey16.png")
+    loaded = np.asarray(D.load_rgb(tmp_path / "grey16.png"))
+    assert (loaded[..., 0] == np.asarray(grey)).all() and (loaded[..., 1] == loaded[..., 2]).all()
+
+def _photos(folder, names, n=2):
+    "Write `n` tiny JPEGs into folder/NAME/ for each name."
+    for name in names:
+        (folder / name).mkdir(parents=True)
+        for k in range(n):
+            Image.new("RGB", (4, 4)).save(folder / name / f"{k}.jpg")
+
+def test_val_class_missing_from_train_is_named(tmp_path):
+    "15.11: a val/ class folder absent from train/ is an error that names it, not silently dropped."
+    _photos(tmp_path / "train", ["pug", "akita"])
+    _photos(tmp_path / "val", ["pug", "akita", "husky"])
+    with pytest.raises(ValueError, match=r"\['husky'\].*train/<class>/"):
+        D.read_split(tmp_path)
+
+def test_val_without_train_is_a_clear_error(tmp_path):
+    "15.11: val/ without train/ is not a dataset with a class called 'val'."
+    _photos(tmp_path / "val", ["pug", "akita"])
+    _photos(tmp_path, ["beagle"])
+    with pytest.raises(ValueError, match="has val/ but no train/"):
+        D.read_split(tmp_path)
+
+def test_stanford_images_without_lists_get_a_stratified_split(tmp_path, capsys):
+    "Issue 16: Images/ without train_list.mat and test_list.mat: a stratified split and a one-line notice."
+    _photos(tmp_path / "Images", ["n02085620-Chihuahua", "n02085782-Japanese_spaniel"], n=5)
+    s = D.read_split(tmp_path, 0.2)
+    assert (s.layout, len(s.train), len(s.valid)) == ("stanford", 8, 2)
+    assert s.breeds == ["Chihuahua", "Japanese spaniel"]
+    notice = capsys.readouterr().out.strip().splitlines()
+    assert len(notice) == 1 and "stratified" in notice[0]
+
+def test_photo_listing_changes_with_the_photos(tmp_path, woof):
+    "15.2a: the listing hash changes when a photo is removed or replaced, not when a hidden file appears."
+    for p in sorted((woof / "train" / "n02088364").iterdir())[:3]:
+        (tmp_path / "beagle").mkdir(exist_ok=True)
+        shutil.copy2(p, tmp_path / "beagle" / p.name)
+    first = D.photo_listing(tmp_path)
+    (tmp_path / ".complete").touch()
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / ".cache" / "x.json").write_text("{}")
+    assert D.photo_listing(tmp_path) == first
+    photos = sorted((tmp_path / "beagle").iterdir())
+    os.utime(photos[0], ns=(1, 1))
+    touched = D.photo_listing(tmp_path)
+    photos[1].unlink()
+    assert len({first, touched, D.photo_listing(tmp_path)}) == 3
+
+def test_load_split_takes_explicit_arguments(woof, tmp_path):
+    "Issue 12: load_split(root, valid_pct, seed, train_per_class, val_per_class, cache_dir), no cfg."
+    s = D.load_split(woof, 0.2, 42, 3, 2, tmp_path / "cache")
+    assert (len(s.train), len(s.valid)) == (30, 20)
+    assert list((tmp_path / "cache").glob("checked-*.json"))
