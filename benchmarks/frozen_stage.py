@@ -6,8 +6,8 @@ and the time of 25 head epochs the naive way (backbone every epoch) against cach
 Prints a table and a JSON line; asserts nothing (figures, not tests)."""
 import argparse, json, time
 import torch
-from dogclf.data import eval_transform, load_rgb, make_loader, read_split, take_per_class
-from dogclf.models import create_backbone, extract_features, freeze_backbone, model_data_config, train_linear_head
+from dogclf.data import data_config, eval_transform, load_rgb, make_loader, read_split, take_per_class
+from dogclf.models import create_backbone, extract_features, freeze_backbone, train_linear_head
 from dogclf.train import fit, cosine_warmup, set_seed
 
 def images_per_s(model, x, channels_last: bool, repeats: int = 3) -> float:
@@ -28,7 +28,7 @@ def main():
     a = ap.parse_args(); set_seed(0)
     split = read_split(a.data); train = take_per_class(split.train, a.per_class); valid = take_per_class(split.valid, a.per_class)
     model = create_backbone(a.arch, num_classes=len(split.classes)).eval(); freeze_backbone(model)
-    dc = model_data_config(model); tfm = eval_transform(dc)
+    dc = data_config(model); tfm = eval_transform(dc)
     x = torch.stack([tfm(load_rgb(p)) for p, _ in train[:a.batch_size]])
     eager, cl = images_per_s(model, x, False), images_per_s(model, x, True)
     model.to(memory_format=torch.contiguous_format)

@@ -16,55 +16,73 @@ Prints a table and the JSON, writes benchmarks/targets.json, and with --readme r
 targets section. Figures, not tests: nothing is asserted."""
 import argparse, copy, itertools, json, time
 from pathlib import Path
-from types import SimpleNamespace
 import torch
+from dogclf.core import atomic_write, configure, environment, project_root, run_file
 from dogclf.data import load_split, unseen_by_imagenet
-from dogclf.finetune import finetune_cached, valid_probs
+from dogclf.finetune import finetune, finetune_source, finetuned_model, valid_probs
 from dogclf.models import frozen_stage, head_probs
 from dogclf.analysis import update_readme
-from dogclf.run import atomic_write, configure, environment, project_root
 
 def scores(probs: torch.Tensor, y: torch.Tensor, unseen: torch.Tensor) -> dict:
     "Top-1 accuracy on all of val and on its never-in-ImageNet-training photos."
     hit = (probs.argmax(1) == y).float()
     return dict(val_acc=hit.mean().item(), val_acc_unseen=hit[unseen].mean().item())
 
-def with_tta(cfg, model, info, split, unseen) -> dict:
-    "Scores of `model` on the cached val activations, plus its val accuracy averaged with the mirrored photos."
-    p, y = valid_probs(cfg, model, info, split); pt, _ = valid_probs(cfg, model, info, split, hflip=True)
+def stage_of(cfg, split, arch: str, views: int):
+    "The run's frozen stage of `arch` with `views` cached views (loads the run's caches)."
+    return frozen_stage(arch, split, cfg.out, cfg.img_size, views, cfg.ft_cached, cfg.ft_groups, cfg.head_epochs,
+                        cfg.head_lr, cfg.batch_size, cfg.workers, cfg.seed)
+
+def with_tta(source, unseen) -> dict:
+    "Scores of the source's network on val, plus its val accuracy averaged with the mirrored photos."
+    p, y = valid_probs(source)
+    pt, _ = valid_probs(source, hflip=True)
     return dict(scores(p, y, unseen), val_acc_tta=scores(pt, y, unseen)["val_acc"])
+
+def source_of(cfg, split, stage, model):
+    return finetune_source(model, stage.features, split, stage.data_cfg, cfg.out, cfg.batch_size, cfg.workers, cfg.seed)
 
 def frozen_and_finetuned(cfg, split, unseen, views: int, lr: float, epochs: int, smoothings: list) -> dict:
     "Frozen Lite head on `views` cached views, then its tail fine-tuned on them (partial, discriminative) with each label smoothing."
-    model, info = frozen_stage(cfg, cfg.arch, split, views=views)
-    res = dict(frozen=dict(with_tta(cfg, model, info, split, unseen), views=views), finetuned=[])
+    stage = stage_of(cfg, split, cfg.arch, views)
+    res = dict(frozen=dict(with_tta(source_of(cfg, split, stage, stage.model), unseen), views=views), finetuned=[])
     for ls in smoothings:
-        m = copy.deepcopy(model)   # each run starts from the trained head
-        c = SimpleNamespace(**{**vars(cfg), "label_smoothing": ls})
-        m, hist, secs = finetune_cached(c, m, info, cfg.ft_strategy, lr, cfg.ft_lr_ratio, epochs, name=f"views{views}")
-        res["finetuned"].append(dict(with_tta(c, m, info, split, unseen), views=views, lr=lr, epochs=epochs, label_smoothing=ls, train_s=secs,
-                                     train_acc=[h["train_acc"] for h in hist], epoch_val_acc=[h["val_acc"] for h in hist]))
+        m = copy.deepcopy(stage.model)   # each run starts from the trained head
+        src = source_of(cfg, split, stage, m)
+        ckpt = run_file(cfg.out, f"views{views}_{cfg.ft_strategy}", cfg.arch, src.key, lr, epochs, ls, cfg.seed)
+        hist, secs = finetune(m, src, cfg.ft_strategy, lr, cfg.ft_lr_ratio, epochs, cfg.ft_groups, cfg.bn == "frozen",
+                              cfg.ft_optimizer, ls, cfg.accum_steps, cfg.amp, ckpt, cfg.seed)
+        res["finetuned"].append(dict(with_tta(src, unseen), views=views, lr=lr, epochs=epochs, label_smoothing=ls,
+                                     train_s=secs, train_acc=[h["train_acc"] for h in hist],
+                                     epoch_val_acc=[h["val_acc"] for h in hist]))
     return res
 
 def the_run(cfg, split, unseen) -> dict:
     "The run's own frozen head and fine-tuned model (one view, the finder's rate), with flip TTA."
-    run = json.loads((Path(cfg.out) / "results.json").read_text())["stages"]; ft = run["finetune"]
-    model, info = frozen_stage(cfg, cfg.arch, split, views=1); frozen = dict(with_tta(cfg, model, info, split, unseen), views=1)
-    model.load_state_dict(torch.load(Path(cfg.out) / "finetuned.pt", weights_only=True)["model"])
-    return dict(frozen=frozen, finetuned=[dict(with_tta(cfg, model, info, split, unseen), views=1, lr=ft["lr"], epochs=ft["epochs"], label_smoothing=cfg.label_smoothing)])
+    ft = json.loads((Path(cfg.out) / "results.json").read_text())["stages"]["finetune"]
+    stage = stage_of(cfg, split, cfg.arch, 1)
+    frozen = dict(with_tta(source_of(cfg, split, stage, stage.model), unseen), views=1)
+    model = copy.deepcopy(stage.model)
+    model.load_state_dict(finetuned_model(cfg.out)[0].state_dict())
+    tuned = dict(with_tta(source_of(cfg, split, stage, model), unseen), views=1, lr=ft["lr"], epochs=ft["epochs"],
+                 label_smoothing=cfg.label_smoothing)
+    return dict(frozen=frozen, finetuned=[tuned])
 
 def ensemble_ceiling(cfg, split, unseen) -> dict:
     "Every subset of the run's frozen heads and fine-tuned members, averaged; the best on val, and the any-member-right share."
-    ens = torch.load(Path(cfg.out) / "ensemble_predictions.pt", weights_only=True); y = ens["targets"]
+    ens = torch.load(Path(cfg.out) / "ensemble_predictions.pt", weights_only=True)
+    y = ens["targets"]
     probs = {f"fine-tuned {a} (flip TTA)": p for a, p in ens["members"].items()}
     for a in cfg.archs:
-        model, info = frozen_stage(cfg, a, split, views=1); probs[f"frozen {a}"] = head_probs(model, info["val_features"]["X"])
+        stage = stage_of(cfg, split, a, 1)
+        probs[f"frozen {a}"] = head_probs(stage.model, stage.features.valid.X)
     subsets = [c for r in range(1, len(probs) + 1) for c in itertools.combinations(probs, r)]
     acc = {c: scores(sum(probs[n] for n in c) / len(c), y, unseen) for c in subsets}
     best = max(subsets, key=lambda c: acc[c]["val_acc"])
     right = torch.stack([p.argmax(1) == y for p in probs.values()])
-    return dict(members={n: scores(p, y, unseen) for n, p in probs.items()}, subsets=len(subsets), best_subset=list(best), best=acc[best],
-                any_member_right=right.any(0).float().mean().item(), all_members_wrong=int((~right.any(0)).sum()))
+    return dict(members={n: scores(p, y, unseen) for n, p in probs.items()}, subsets=len(subsets), best_subset=list(best),
+                best=acc[best], any_member_right=right.any(0).float().mean().item(),
+                all_members_wrong=int((~right.any(0)).sum()))
 
 def readme_section(res: dict) -> str:
     "Markdown table of the measurements for README."
@@ -91,7 +109,9 @@ def main():
     ap.add_argument("--readme", action="store_true", help="also rebuild README's targets section")
     a = ap.parse_args(); root = project_root()
     cfg = configure(dict(profile="cpu", data=str(Path(a.data).resolve()), out=a.out or str(root / "runs" / "cpu")), show=False)
-    split = load_split(cfg); unseen = torch.tensor(unseen_by_imagenet(split.valid))
+    cfg.out = Path(cfg.out)
+    split = load_split(cfg.data, cfg.valid_pct, cfg.seed, cfg.train_per_class, cfg.val_per_class, cfg.out / ".cache")
+    unseen = torch.tensor(unseen_by_imagenet(split.valid))
     res = dict(environment(), date=time.strftime("%Y-%m-%d"), arch=cfg.arch, n_val=len(split.valid), n_unseen=int(unseen.sum()),
                views={"1": the_run(cfg, split, unseen), "2": frozen_and_finetuned(cfg, split, unseen, 2, a.lr, a.epochs, a.smoothing)}, ceiling=ensemble_ceiling(cfg, split, unseen))
     print(readme_section(res)); print(json.dumps(res, indent=1))

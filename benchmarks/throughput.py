@@ -13,11 +13,11 @@ import argparse, json, tempfile, time
 from pathlib import Path
 import torch, torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
-from dogclf.data import ImageDataset, eval_transform, make_loader, read_split, take_per_class
-from dogclf.models import Tail, create_backbone, forward_trunk, model_data_config, tail_start
+from dogclf.data import ImageDataset, data_config, eval_transform, make_loader, read_split, take_per_class
+from dogclf.models import Tail, create_backbone, forward_trunk, tail_start
 from dogclf.finetune import apply_strategy
 from dogclf.analysis import update_readme
-from dogclf.run import atomic_write, environment, project_root
+from dogclf.core import atomic_write, environment, project_root
 from dogclf.train import set_seed, train_mode
 
 def best_rate(fn, n: int, repeats: int = 3) -> float:
@@ -100,7 +100,7 @@ def main():
     ap.add_argument("--readme", action="store_true", help="also rebuild README's benchmark section")
     a = ap.parse_args(); set_seed(0); root = project_root()
     split = read_split(a.data); items = take_per_class(split.train, max(1, a.photos // len(split.classes)))
-    model = create_backbone(a.arch, num_classes=len(split.classes)).eval(); dc = model_data_config(model); tfm = eval_transform(dc)
+    model = create_backbone(a.arch, num_classes=len(split.classes)).eval(); dc = data_config(model); tfm = eval_transform(dc)
     ds = ImageDataset(items, tfm); x = torch.stack([ds[i][0] for i in range(a.batch)]); y = torch.tensor([items[i][1] for i in range(a.batch)])
     figures = {"matrix multiply float32 (2048²), GFLOP/s": matmul_gflops()}
     figures |= loading_rates(items, tfm, a.workers)

@@ -28,7 +28,7 @@ __all__ = ['group_lrs', 'param_groups', 'group_table', 'apply_strategy', 'gradua
 def group_lrs(n_groups: int,                     # how many layer groups
               lr: float,                         # the rate of the last group (the head)
               ratio: float | None = None,        # the first group learns lr / ratio; None: one rate
-              layer_decay: float | None = None):  # or: each group learns this factor times the next one's rate
+              layer_decay: float | None = None):  # or: each group learns this times the next one's rate
     "Per-group learning rates, first group first."
     if layer_decay is not None:
         return [lr * layer_decay ** (n_groups - 1 - i) for i in range(n_groups)]
@@ -39,7 +39,7 @@ def group_lrs(n_groups: int,                     # how many layer groups
 # %% ../nbs/03_finetune.ipynb #3fbe7abc
 def param_groups(model: nn.Module,           # a timm model
                  lrs: list,                  # one rate per layer group (group_lrs)
-                 weight_decay: float = 1e-4):  # for weights of two or more dimensions; none for biases and norms
+                 weight_decay: float = 1e-4):  # for weights of 2+ dimensions; none for biases and norms
     "Optimiser parameter groups (trainable parameters only): per layer group, one decayed and one not."
     named = dict(model.named_parameters())
     out = []
@@ -116,11 +116,12 @@ def lr_find(model: nn.Module,         # the module to train (its trainable param
             optimizer: str = "sgd",   # sgd (momentum 0.9) or adamw
             freeze_bn: bool = False,  # keep BatchNorm statistics as they are
             beta: float = 0.9):       # smoothing of the loss
-    "Exponential LR sweep; returns lrs, smoothed losses and the steepest-descent suggestion. Restores the weights."
+    "Exponential LR sweep: rates, smoothed losses and the steepest-descent rate. Restores the weights."
     model.to(get_device())
     saved = copy.deepcopy(model.state_dict())
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=start, momentum=0.9) if optimizer == "sgd" else torch.optim.AdamW(params, lr=start)
+    sgd = optimizer == "sgd"
+    opt = torch.optim.SGD(params, lr=start, momentum=0.9) if sgd else torch.optim.AdamW(params, lr=start)
     lrs = [start * (end / start) ** (i / max(1, steps - 1)) for i in range(steps)]
     losses = _sweep(model, dl, loss_fn or nn.CrossEntropyLoss(), lrs, opt, freeze_bn, beta)
     model.load_state_dict(saved)
@@ -216,7 +217,8 @@ def finetune(model: nn.Module,              # the backbone with its trained head
              seed: int = 42):
     "Fine-tune `model` on `source`; returns (history, training seconds)."
     apply_strategy(model, strategy, n_groups)
-    training_trunk = [n for n, p in model.named_parameters() if p.requires_grad and n.startswith(source.frozen_prefixes)]
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    training_trunk = [n for n in trainable if n.startswith(source.frozen_prefixes)]
     if source.frozen_prefixes and training_trunk:
         raise ValueError(f"{strategy!r} with {n_groups} groups trains {training_trunk[0]}, before the cached "
                          f"activations; set ft_cached=False to fine-tune on the photos")
@@ -226,8 +228,8 @@ def finetune(model: nn.Module,              # the backbone with its trained head
     steps = math.ceil(len(source.train_dl) / accum_steps)   # optimiser steps per epoch
     opt, sched = _optimizer(model, lr, lr_ratio, optimizer, epochs, steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    history = fit(source.net, source.train_dl, source.val_dl, epochs, opt, sched, loss_fn, checkpoint=checkpoint,
-                  grad_clip=5.0, amp=amp, accum_steps=accum_steps, freeze_bn=freeze_bn)
+    history = fit(source.net, source.train_dl, source.val_dl, epochs, opt, sched, loss_fn,
+                  checkpoint=checkpoint, grad_clip=5.0, amp=amp, accum_steps=accum_steps, freeze_bn=freeze_bn)
     return history, sum(r["wall_s"] for r in history)   # training time, also when resumed from a checkpoint
 
 # %% ../nbs/03_finetune.ipynb #1c6ffb04

