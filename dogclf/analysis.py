@@ -4,115 +4,249 @@
 
 # %% ../nbs/05_analysis.ipynb #c84d0313
 from __future__ import annotations
-import json, math, os, time
+import json
+import math
 from pathlib import Path
-import numpy as np, pandas as pd, torch, torch.nn as nn
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
 from PIL import Image
 from torchvision import transforms as T
+from .core import atomic_write
 from .data import load_rgb
-from .run import atomic_write
+from .train import log_loss, nll
 
 # %% auto #0
-__all__ = ['STAGES', 'results_table', 'results_markdown', 'update_readme', 'most_confused', 'last_conv', 'grad_cam',
-           'expected_calibration_error', 'fit_temperature', 'apply_temperature', 'cross_fitted_calibration',
-           'WithNormalization', 'export_onnx', 'onnx_input', 'predict']
+__all__ = ['STAGES', 'TABLE_COLUMNS', 'NO_UNSEEN', 'results_table', 'photo_counts', 'results_markdown', 'update_readme',
+           'per_breed_report', 'most_confused', 'last_conv', 'grad_cam', 'confidence_bins',
+           'expected_calibration_error', 'apply_temperature', 'fit_temperature', 'cross_fitted_calibration',
+           'WithNormalization', 'preprocess_spec', 'export_onnx', 'onnx_input', 'predict']
 
 # %% ../nbs/05_analysis.ipynb #631b13b0
 STAGES = ["random_guess", "majority", "lenet", "imagenet_head", "feature_extractor", "finetune", "ensemble"]
+TABLE_COLUMNS = ["model", "val_acc", "val_acc_unseen", "val_top5", "val_loss", "wall_s", "n_val", "n_unseen"]
 
-def results_table(results: dict) -> pd.DataFrame:
-    "One row per recorded stage, in curriculum order: accuracy (all val and never-in-ImageNet photos), top-5, log loss, seconds."
-    rows = [dict(stage=s, model=r.get("arch") or ("+".join(r["members"]) if "members" in r else ""), val_acc=r.get("val_acc"),
-                 val_acc_unseen=r.get("val_acc_unseen"), val_top5=r.get("val_top5"), val_loss=r.get("val_loss"), wall_s=r.get("wall_s"))
-            for s in STAGES if (r := results["stages"].get(s)) is not None]
-    return pd.DataFrame(rows).set_index("stage")
+def _model_name(stage: dict) -> str:
+    "The architecture of a stage, or its members joined by '+' for an ensemble."
+    if "members" in stage:
+        return "+".join(stage["members"])
+    return stage.get("arch") or ""
+
+def results_table(results: dict) -> pd.DataFrame:  # the content of results.json
+    "One row per recorded stage in curriculum order (an empty table with the same columns if none is)."
+    stages = results.get("stages", {})
+    rows = []
+    for name in STAGES:
+        if name in stages:
+            numbers = {column: stages[name].get(column) for column in TABLE_COLUMNS[1:]}
+            rows.append(dict(stage=name, model=_model_name(stages[name]), **numbers))
+    table = pd.DataFrame(rows, columns=["stage", *TABLE_COLUMNS]).set_index("stage")
+    return table.astype({column: float for column in TABLE_COLUMNS[1:]})
 
 # %% ../nbs/05_analysis.ipynb #09489152
-def results_markdown(results: dict, n_val: int, n_unseen: int, targets: dict | None = None) -> str:  # targets: {stage: val_acc}
-    "README's results section for `results`: a header naming the run, the table (with targets), and the noise on the unseen photos."
-    t, targets = results_table(results), targets or {}
-    pct = lambda v: "" if v is None or v != v else f"{100 * v:.1f} %"
-    lines = [f"Profile `{results.get('profile')}` on `{Path(str(results.get('data', ''))).name}` ({n_val:,} validation photos, "
-             f"{n_unseen} of them never in ImageNet training), {results.get('device')}, {results.get('updated', '')[:10]}; "
-             f"torch {results.get('versions', {}).get('torch')}, timm {results.get('versions', {}).get('timm')}.", "",
-             "| stage | model | val top-1 | never-in-ImageNet photos | top-5 | log loss | seconds | target |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for s, r in t.iterrows():
-        goal = "" if s not in targets else f"≥ {pct(targets[s])}: " + ("met" if r["val_acc"] >= targets[s] else f"**missed** by {pct(targets[s] - r['val_acc'])}")
-        lines.append(f"| {s} | {r['model']} | {pct(r['val_acc'])} | {pct(r['val_acc_unseen'])} | {pct(r['val_top5'])} | "
-                     f"{'' if r['val_loss'] is None or r['val_loss'] != r['val_loss'] else f'{r.val_loss:.3f}'} | {'' if r['wall_s'] is None or r['wall_s'] != r['wall_s'] else f'{r.wall_s:.0f}'} | {goal} |")
-    best = t["val_acc_unseen"].dropna()
-    if n_unseen and len(best):
-        p = float(t.loc[best.index[-1], "val_acc"])
-        lines += ["", f"One of the {n_unseen} never-in-ImageNet photos is {pct(1 / n_unseen)} of that column, and two standard errors of an "
-                      f"accuracy near {pct(p)} measured on them are ±{pct(2 * math.sqrt(p * (1 - p) / n_unseen))} (against "
-                      f"±{pct(2 * math.sqrt(p * (1 - p) / n_val))} on all {n_val:,} photos)."]
+NO_UNSEEN = ("No validation photo is known to be absent from ImageNet's training set, so there is no "
+             "never-in-ImageNet column: the pretrained stages may have seen some of these photos.")
+
+def _pct(value) -> str:
+    "A share as '95.5 %'; empty for a missing value."
+    if value is None or value != value:
+        return ""
+    return f"{100 * value:.1f} %"
+
+def _number(value, spec: str) -> str:
+    "`value` formatted with `spec`; empty for a missing value."
+    if value is None or value != value:
+        return ""
+    return format(value, spec)
+
+def photo_counts(table: pd.DataFrame) -> tuple:  # a results_table
+    "(n_val, n_unseen) as recorded by the last stage that has them; None where nothing was recorded."
+    known = table.dropna(subset=["n_val"])
+    if known.empty:
+        return None, None
+    n_val, n_unseen = known.iloc[-1][["n_val", "n_unseen"]]
+    return int(n_val), None if n_unseen != n_unseen else int(n_unseen)
+
+# %% ../nbs/05_analysis.ipynb #6f1d3a22
+def _run_header(results: dict, n_val: int | None, n_unseen: int | None) -> str:
+    "One sentence naming the run: profile, data folder, photo counts, device, date and library versions."
+    versions = results.get("versions", {})
+    data = Path(str(results.get("data", ""))).name
+    photos = ""
+    if n_val is not None:
+        unseen = f", {n_unseen} of them never in ImageNet training" if n_unseen else ""
+        photos = f" ({n_val:,} validation photos{unseen})"
+    date = str(results.get("updated", ""))[:10]
+    return (f"Profile `{results.get('profile')}` on `{data}`{photos}, {results.get('device')}, {date}; "
+            f"torch {versions.get('torch')}, timm {versions.get('timm')}.")
+
+def _target_note(stage: str, val_acc: float, targets: dict) -> str:
+    "'≥ 96.0 %: met' or '≥ 96.0 %: **missed** by 0.5 %' for a stage with a target; empty otherwise."
+    if stage not in targets:
+        return ""
+    goal = targets[stage]
+    verdict = "met" if val_acc >= goal else f"**missed** by {_pct(goal - val_acc)}"
+    return f"≥ {_pct(goal)}: {verdict}"
+
+def _table_rows(table: pd.DataFrame, targets: dict, show_unseen: bool) -> list:
+    "The markdown lines of the results table."
+    head = ["stage", "model", "val top-1"] + (["never-in-ImageNet photos"] if show_unseen else [])
+    head += ["top-5", "log loss", "seconds", "target"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for stage, row in table.iterrows():
+        cells = [stage, row["model"], _pct(row["val_acc"])]
+        cells += [_pct(row["val_acc_unseen"])] if show_unseen else []
+        cells += [_pct(row["val_top5"]), _number(row["val_loss"], ".3f"), _number(row["wall_s"], ".0f")]
+        cells.append(_target_note(stage, row["val_acc"], targets))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+def _noise_note(table: pd.DataFrame, n_val: int | None, n_unseen: int | None) -> str:
+    "How much one photo, and two standard errors, weigh in the never-in-ImageNet column."
+    measured = table["val_acc_unseen"].dropna()
+    if not n_unseen or measured.empty:
+        return ""
+    p = float(table.loc[measured.index[-1], "val_acc"])
+    unseen_error = 2 * math.sqrt(p * (1 - p) / n_unseen)
+    all_error = 2 * math.sqrt(p * (1 - p) / n_val)
+    return (f"One of the {n_unseen} never-in-ImageNet photos is {_pct(1 / n_unseen)} of that column, "
+            f"and two standard errors of an accuracy near {_pct(p)} measured on them are "
+            f"±{_pct(unseen_error)} (against ±{_pct(all_error)} on all {n_val:,} photos).")
+
+# %% ../nbs/05_analysis.ipynb #5c0e7d91
+def results_markdown(results: dict,                     # the content of results.json
+                     targets: dict | None = None) -> str:  # validation accuracy each stage should reach
+    "README's results section: a sentence naming the run, the table of stages with targets, and the noise."
+    table = results_table(results)
+    n_val, n_unseen = photo_counts(table)
+    recorded_unseen = bool(table["val_acc_unseen"].notna().any())
+    show_unseen = bool(n_unseen) or (n_unseen is None and recorded_unseen)
+    lines = [_run_header(results, n_val, n_unseen), "", *_table_rows(table, targets or {}, show_unseen)]
+    if n_unseen == 0:
+        lines += ["", NO_UNSEEN]
+    note = _noise_note(table, n_val, n_unseen)
+    if note:
+        lines += ["", note]
     return "\n".join(lines)
 
-def update_readme(readme: Path, section: str,
-                  name: str = "results"):  # the markers are <!-- {name}:start --> and <!-- {name}:end --> (benchmarks/ use their own)
+def update_readme(readme: Path,            # the README.md to edit in place
+                  section: str,            # the new text between the markers
+                  name: str = "results"):  # the markers are <!-- name:start --> and <!-- name:end -->
     "Replace the text between README's `name` markers with `section`."
-    text = Path(readme).read_text(); start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start not in text or end not in text: raise ValueError(f"no {name} markers in {readme}")
+    text = Path(readme).read_text()
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"no {name} markers in {readme}")
     i, j = text.index(start) + len(start), text.index(end)
     atomic_write(readme, text[:i] + "\n" + section.strip("\n") + "\n" + text[j:])
 
+# %% ../nbs/05_analysis.ipynb #7a3e5f10
+def per_breed_report(targets,              # true classes (N,)
+                     predictions,          # predicted classes (N,)
+                     breeds: list) -> pd.DataFrame:  # readable names, in class order
+    "Recall, precision, F1 and photo count of every breed, worst recall (then F1) first."
+    from sklearn.metrics import precision_recall_fscore_support
+    labels = list(range(len(breeds)))
+    precision, recall, f1, photos = precision_recall_fscore_support(
+        targets, predictions, labels=labels, zero_division=0)
+    report = pd.DataFrame(dict(recall=recall, precision=precision, f1=f1, photos=photos),
+                          index=pd.Index(breeds, name="breed"))
+    return report.sort_values(["recall", "f1"], kind="stable")
+
 # %% ../nbs/05_analysis.ipynb #d2cffa94
-def most_confused(cm: np.ndarray, names: list, k: int = 5) -> list:
+def most_confused(cm: np.ndarray,   # confusion matrix, rows true and columns predicted
+                  names: list,      # class names, in order
+                  k: int = 5) -> list:
     "The k largest off-diagonal cells of a confusion matrix as (true name, predicted name, count)."
-    off = cm.copy(); np.fill_diagonal(off, 0)
-    idx = np.dstack(np.unravel_index(np.argsort(-off, axis=None), off.shape))[0][:k]
-    return [(names[i], names[j], int(off[i, j])) for i, j in idx if off[i, j] > 0]
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:k]
+    cells = zip(*np.unravel_index(order, off.shape))
+    return [(names[i], names[j], int(off[i, j])) for i, j in cells if off[i, j] > 0]
 
 # %% ../nbs/05_analysis.ipynb #e1ea7a81
 def last_conv(model: nn.Module) -> nn.Module:
     "The last Conv2d layer of `model` (the usual Grad-CAM target)."
     return [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
 
-def grad_cam(model: nn.Module, x: torch.Tensor, target: int | None = None, layer: nn.Module | None = None) -> tuple:
-    "Grad-CAM heat map (H, W) in [0, 1] for one normalised image `x` (3, H, W), and the class it explains."
-    layer, store = layer or last_conv(model), {}
+def grad_cam(model: nn.Module,                # a classifier returning logits
+             x: torch.Tensor,                  # one normalised image (3, H, W)
+             target: int | None = None,        # the class to explain; None explains the predicted one
+             layer: nn.Module | None = None) -> tuple:  # None takes the last convolution
+    "Grad-CAM heat map (H, W) in [0, 1] on the CPU, and the class it explains."
+    layer = layer or last_conv(model)
+    store = {}
     hooks = [layer.register_forward_hook(lambda m, i, o: store.__setitem__("act", o)),
              layer.register_full_backward_hook(lambda m, gi, go: store.__setitem__("grad", go[0]))]
+    x = x[None].to(next(model.parameters()).device).requires_grad_(True)
     try:
-        model.eval(); x = x[None].clone().requires_grad_(True)
-        logits = model(x); target = int(logits.argmax(1)) if target is None else target
-        model.zero_grad(); logits[0, target].backward()
+        model.eval()
+        logits = model(x)
+        target = int(logits.argmax(1)) if target is None else target
+        model.zero_grad()
+        logits[0, target].backward()
     finally:
-        for h in hooks: h.remove()
-    cam = (store["grad"].mean((2, 3), keepdim=True) * store["act"]).sum(1).relu()[0].detach()
-    cam = nn.functional.interpolate(cam[None, None], size=x.shape[-2:], mode="bilinear")[0, 0]
+        for hook in hooks:
+            hook.remove()
+    weights = store["grad"].mean((2, 3), keepdim=True)
+    cam = (weights * store["act"]).sum(1).relu()[0].detach()
+    cam = nn.functional.interpolate(cam[None, None], size=x.shape[-2:], mode="bilinear")[0, 0].cpu()
     return (cam - cam.min()) / (cam.max() - cam.min() + 1e-8), target
 
 # %% ../nbs/05_analysis.ipynb #83d4fdad
-def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, bins: int = 15) -> float:
-    "Mean |accuracy - confidence| over equal-width confidence bins, weighted by the share of samples per bin."
-    conf, pred = probs.max(1); right = (pred == targets).float(); ece = 0.0
+def confidence_bins(probs: torch.Tensor,    # class probabilities (N, K)
+                    targets: torch.Tensor,  # true classes (N,)
+                    bins: int = 15) -> pd.DataFrame:  # equal-width bins (lo, hi] covering (0, 1]
+    "Photo count, accuracy and mean confidence per confidence bin (NaN where a bin is empty)."
+    confidence, predicted = probs.float().max(1)
+    right = (predicted == targets).float()
     edges = torch.linspace(0, 1, bins + 1)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any(): ece += m.float().mean().item() * abs(right[m].mean().item() - conf[m].mean().item())
-    return ece
+    index = torch.bucketize(confidence, edges[1:-1])   # bin i holds edges[i] < confidence <= edges[i + 1]
+    count = torch.bincount(index, minlength=bins).float()
+    return pd.DataFrame(dict(lo=edges[:-1].numpy(), hi=edges[1:].numpy(), count=count.long().numpy(),
+                             accuracy=(torch.bincount(index, right, minlength=bins) / count).numpy(),
+                             confidence=(torch.bincount(index, confidence, minlength=bins) / count).numpy()))
 
-def fit_temperature(probs: torch.Tensor, targets: torch.Tensor) -> float:
-    "The temperature T minimising the log loss of softmax(log(probs) / T)."
-    logp, log_t = probs.clamp_min(1e-12).log(), torch.zeros(1, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
-    def closure():
-        opt.zero_grad(); loss = nn.functional.cross_entropy(logp / log_t.exp(), targets); loss.backward(); return loss
-    opt.step(closure); return log_t.exp().item()
+def expected_calibration_error(probs: torch.Tensor,    # class probabilities (N, K)
+                               targets: torch.Tensor,  # true classes (N,)
+                               bins: int = 15) -> float:
+    "Mean |accuracy - confidence| over the confidence bins, weighted by the share of photos in each."
+    table = confidence_bins(probs, targets, bins)
+    gap = (table["accuracy"] - table["confidence"]).abs()
+    return float((gap * table["count"]).sum() / table["count"].sum())
 
-def apply_temperature(probs: torch.Tensor, t: float) -> torch.Tensor:
-    "Probabilities rescaled by temperature `t`."
+# %% ../nbs/05_analysis.ipynb #0b5f4c8e
+def apply_temperature(probs: torch.Tensor, t) -> torch.Tensor:  # t: a float or a one-element tensor
+    "Probabilities rescaled by temperature `t`: softmax(log(probs) / t)."
     return (probs.clamp_min(1e-12).log() / t).softmax(1)
 
+def fit_temperature(probs: torch.Tensor, targets: torch.Tensor) -> float:
+    "The temperature T minimising the log loss of apply_temperature(probs, T)."
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+    def closure():
+        opt.zero_grad()
+        loss = nll(apply_temperature(probs, log_t.exp()), targets)
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return log_t.exp().item()
+
 # %% ../nbs/05_analysis.ipynb #3c03c2fc
-def cross_fitted_calibration(probs: torch.Tensor, targets: torch.Tensor, seed: int = 0) -> dict:
-    "ECE before and after temperature scaling, T fitted on one half and scored on the other (both ways)."
-    idx = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed)); halves = [idx[::2], idx[1::2]]
+def cross_fitted_calibration(probs: torch.Tensor,    # class probabilities (N, K)
+                             targets: torch.Tensor,  # true classes (N,)
+                             bins: int = 15,         # confidence bins of the ECE
+                             seed: int = 0) -> dict:  # how the photos are split into halves
+    "ECE and log loss before and after temperature scaling, T fitted on one half and scored on the other."
+    order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))
+    halves = [order[::2], order[1::2]]
     scaled = probs.clone()
     for fit_on, score_on in [halves, halves[::-1]]:
-        scaled[score_on] = apply_temperature(probs[score_on], fit_temperature(probs[fit_on], targets[fit_on]))
-    return dict(ece=expected_calibration_error(probs, targets), ece_scaled=expected_calibration_error(scaled, targets),
+        t = fit_temperature(probs[fit_on], targets[fit_on])
+        scaled[score_on] = apply_temperature(probs[score_on], t)
+    return dict(ece=expected_calibration_error(probs, targets, bins),
+                ece_scaled=expected_calibration_error(scaled, targets, bins),
                 log_loss=log_loss(probs, targets), log_loss_scaled=log_loss(scaled, targets),
                 temperature=fit_temperature(probs, targets), scaled=scaled)
 
@@ -120,35 +254,85 @@ def cross_fitted_calibration(probs: torch.Tensor, targets: torch.Tensor, seed: i
 class WithNormalization(nn.Module):
     "A model preceded by (x - mean) / std, so callers pass RGB in [0, 1]."
     def __init__(self, model: nn.Module, mean, std):
-        super().__init__(); self.model = model
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1)); self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
-    def forward(self, image): return self.model((image - self.mean) / self.std)
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def forward(self, image):
+        return self.model((image - self.mean) / self.std)
+
+# %% ../nbs/05_analysis.ipynb #9a7c1e55
+def preprocess_spec(data_cfg: dict,           # the model's data config (input_size, crop_pct, ...)
+                    num_classes: int) -> dict:  # length of the output
+    "preprocess.json: what a caller must do to a photo before the exported graph, and what comes out."
+    size = data_cfg["input_size"][-1]
+    return dict(
+        input_name="image",
+        input_format="float32 tensor [N, 3, H, W] (NCHW), channels in RGB order",
+        input_range=[0.0, 1.0],
+        warning=("divide 8-bit pixel values by 255: the graph expects RGB in [0, 1], and 0-255 input "
+                 "gives the same breed for almost every photo"),
+        resize_shorter_side=math.floor(size / data_cfg["crop_pct"]),
+        interpolation=data_cfg["interpolation"],
+        center_crop=size,
+        normalization="inside the graph: do not subtract the mean or divide by the std yourself",
+        mean=list(data_cfg["mean"]),
+        std=list(data_cfg["std"]),
+        output_name="logits",
+        output_format=(f"float32 [N, {num_classes}] logits in labels.json order: "
+                       "apply softmax for probabilities"),
+    )
 
 # %% ../nbs/05_analysis.ipynb #da901866
-def export_onnx(model: nn.Module, dc: dict, classes: list, breeds: list, out: Path) -> Path:
-    "Write model.onnx (weights embedded), preprocess.json and labels.json to `out`; returns the ONNX path."
+def _onnx_graph(model: nn.Module, size: int):
+    "The ONNX ModelProto of `model` for float32 images [N, 3, size, size], any batch size N."
+    example = (torch.rand(2, 3, size, size),)
+    batch = torch.export.Dim("N")
+    program = torch.onnx.export(model, example, input_names=["image"], output_names=["logits"],
+                                dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
+    return program.model_proto
+
+def export_onnx(model: nn.Module,    # a classifier returning logits
+                data_cfg: dict,      # its data config: input_size, crop_pct, interpolation, mean, std
+                classes: list,       # class ids in output order
+                breeds: list,        # readable breed names, same order
+                out: Path,           # folder for model.onnx, preprocess.json and labels.json
+                source: dict | None = None) -> Path:  # where the model comes from: arch, run folder, profile
+    "Write model.onnx (weights and metadata inside), preprocess.json and labels.json atomically."
     import onnx
-    out = Path(out); size = dc["input_size"][-1]; wrapped = WithNormalization(model.cpu().eval(), dc["mean"], dc["std"]).eval()
-    tmp = out / ".model.onnx.tmp"
-    torch.onnx.export(wrapped, (torch.rand(2, 3, size, size),), tmp, input_names=["image"], output_names=["logits"],
-                      dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}}, opset_version=18, dynamo=False)
-    onnx.save_model(onnx.load(tmp, load_external_data=True), tmp, save_as_external_data=False); os.replace(tmp, out / "model.onnx")
-    (out / "preprocess.json").write_text(json.dumps(dict(resize=math.floor(size / dc["crop_pct"]), crop=size, interpolation=dc["interpolation"])))
-    (out / "labels.json").write_text(json.dumps([dict(id=c, breed=b) for c, b in zip(classes, breeds)], indent=1))
+    out = Path(out)
+    spec = preprocess_spec(data_cfg, len(classes))
+    labels = [dict(id=c, breed=b) for c, b in zip(classes, breeds)]
+    wrapped = WithNormalization(model.cpu().eval(), data_cfg["mean"], data_cfg["std"]).eval()
+    proto = _onnx_graph(wrapped, data_cfg["input_size"][-1])
+    metadata = dict(classes=json.dumps(list(classes)), breeds=json.dumps(list(breeds)),
+                    preprocessing=json.dumps(spec), usage=spec["warning"] + "; " + spec["output_format"])
+    metadata.update({key: str(value) for key, value in (source or {}).items()})
+    onnx.helper.set_model_props(proto, metadata)
+    atomic_write(out / "model.onnx", proto.SerializeToString())
+    atomic_write(out / "preprocess.json", json.dumps(spec, indent=1))
+    atomic_write(out / "labels.json", json.dumps(labels, indent=1))
     return out / "model.onnx"
 
 # %% ../nbs/05_analysis.ipynb #c1b2c347
-def onnx_input(img: Image.Image, pre: dict) -> np.ndarray:
-    "A PIL image as the exported model's input: resized, centre-cropped, RGB in [0, 1], shape (1, 3, H, W)."
-    tfm = T.Compose([T.Resize(pre["resize"], interpolation=T.InterpolationMode(pre["interpolation"])), T.CenterCrop(pre["crop"]), T.ToTensor()])
+def onnx_input(img: Image.Image, spec: dict) -> np.ndarray:  # spec: the content of preprocess.json
+    "A PIL image as the exported model's input: shorter side resized, centre-cropped, RGB in [0, 1]."
+    interpolation = T.InterpolationMode(spec["interpolation"])
+    tfm = T.Compose([T.Resize(spec["resize_shorter_side"], interpolation=interpolation),
+                     T.CenterCrop(spec["center_crop"]), T.ToTensor()])
     return tfm(img.convert("RGB"))[None].numpy()
 
-def predict(path_or_image, run_dir: Path, k: int = 5) -> list:  # a file path or a PIL image; the run folder with model.onnx
-    "Top-k breeds with probabilities for one photo, using the run's ONNX export."
+def predict(photo,               # a file path or a PIL image
+            run_dir: Path,       # the run folder with model.onnx, preprocess.json and labels.json
+            k: int = 5) -> list:  # how many breeds to return
+    "Top-k (breed, probability) pairs for one photo, from the run's ONNX export."
     import onnxruntime as ort
-    run_dir = Path(run_dir); pre = json.loads((run_dir / "preprocess.json").read_text()); labels = json.loads((run_dir / "labels.json").read_text())
-    img = path_or_image if isinstance(path_or_image, Image.Image) else load_rgb(path_or_image)
-    sess = ort.InferenceSession(str(run_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    p = torch.from_numpy(sess.run(["logits"], {"image": onnx_input(img, pre)})[0][0]).softmax(0)
-    top = p.topk(min(k, len(p)))
+    run_dir = Path(run_dir)
+    spec = json.loads((run_dir / "preprocess.json").read_text())
+    labels = json.loads((run_dir / "labels.json").read_text())
+    img = photo if isinstance(photo, Image.Image) else load_rgb(photo)
+    session = ort.InferenceSession(str(run_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    logits = session.run([spec["output_name"]], {spec["input_name"]: onnx_input(img, spec)})[0][0]
+    top = torch.from_numpy(logits).softmax(0).topk(min(k, len(labels)))
     return [(labels[i]["breed"], float(v)) for v, i in zip(top.values, top.indices)]
