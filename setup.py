@@ -11,7 +11,8 @@ statuses = ['Planning', 'Pre-Alpha', 'Alpha', 'Beta', 'Production/Stable', 'Matu
 py_versions = '3.10 3.11 3.12 3.13'.split()
 
 requirements = shlex.split(cfg.get('requirements', ''))
-dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+run_requirements = shlex.split(cfg.get('run_requirements', ''))   # the notebook tools: `dogclf run` and JupyterLab
+dev_requirements = run_requirements + shlex.split(cfg.get('dev_requirements', ''))
 lic = licenses[cfg['license']]
 min_python = cfg['min_python']
 
@@ -29,7 +30,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['dogclf', 'dogclf.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'run': run_requirements, 'dev': dev_requirements},
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

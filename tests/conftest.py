@@ -1,5 +1,5 @@
 "Shared fixtures: the real ImageWoof photos beside the checkout, and a local HTTP server."
-import functools, http.server, os, threading
+import functools, http.server, os, shutil, threading
 from pathlib import Path
 import pytest
 
@@ -12,6 +12,20 @@ def woof() -> Path:
     path = Path(os.environ.get("DOGCLF_DATA") or SHARED)
     if not (path / "train").is_dir(): pytest.fail(f"real photos not found at {path}: set DOGCLF_DATA")
     return path
+
+@pytest.fixture()
+def few_photos(woof, tmp_path) -> Path:
+    "A copy of 3 training and 2 validation photos per breed (one of them never in ImageNet training), in tmp_path."
+    dest = tmp_path / "photos"
+    for breed in sorted(p for p in (woof / "train").iterdir() if p.is_dir()):
+        val = sorted((woof / "val" / breed.name).iterdir())
+        unseen = [p for p in val if p.name.startswith("ILSVRC2012_val_")][:1]
+        chosen = sorted(breed.iterdir())[:3] + unseen + [p for p in val if p not in unseen][:2 - len(unseen)]
+        for photo in chosen:
+            target = dest / photo.relative_to(woof)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(photo, target)
+    return dest
 
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):
     "Serves files with HTTP Range support; '/cut/NAME' sends only the first half of NAME and closes."
