@@ -251,7 +251,8 @@ def run_pipeline(profile: str = "auto",      # smoke | cpu | gpu | auto
 # %% ../nbs/run.ipynb #1eeca913
 def publish_run(out: Path,                # a run folder
                 dest: Path | None = None,  # where to copy it; default results/<profile>
-                readme: bool = False):     # also rewrite README's results and copy the figures into static/
+                readme: bool = False,      # also rewrite README's results and copy the figures into static/
+                section: str = "results"):  # README's section, between <!-- section:start/end -->
     "Copy a run's results.json (with lesson wall times), executed lessons and figures into the repository."
     out, root = Path(out), project_root()
     res = read_results(out)
@@ -266,18 +267,19 @@ def publish_run(out: Path,                # a run folder
     walls = {p.stem: json.loads(p.read_text())["wall_s"] for p in sorted((out / ".done").glob("*.json"))}
     atomic_write(dest / "results.json", json.dumps(res | dict(lesson_wall_s=walls), indent=2))
     if readme:
-        _publish_readme(res, figures, root)
+        _publish_readme(res, figures, root, section)
     print(f"{dest}: {sum(p.stat().st_size for p in dest.rglob('*') if p.is_file()) / 1e6:.1f} MB")
     return dest
 
 def _publish_readme(res: dict,      # a run's results.json
                     figures: list,  # the run's figure files
-                    root: Path):    # the project root
-    "Rewrite README's results section from `res` and copy `figures` into static/."
+                    root: Path,     # the project root
+                    section: str = "results"):  # README's section; only the main one's figures go to static/
+    "Rewrite a results section of README from `res` (and copy `figures` into static/ for the main one)."
     from dogclf.analysis import results_markdown, update_readme
     targets = PROFILES.get(res["profile"], {}).get("targets")
-    update_readme(root / "README.md", results_markdown(res, targets), "results")
-    for fig in figures:
+    update_readme(root / "README.md", results_markdown(res, targets), section)
+    for fig in figures if section == "results" else []:
         atomic_write(root / "static" / fig.name, fig.read_bytes())
 
 # %% ../nbs/run.ipynb #c0de0115
@@ -333,6 +335,8 @@ def _parser() -> argparse.ArgumentParser:
     pb.add_argument("--dest", default="", help="folder to copy into (default: results/<profile>)")
     pb.add_argument("--readme", action="store_true",
                     help="also rewrite README's results and copy the figures into static/")
+    pb.add_argument("--section", default="results",
+                    help="README section to rewrite (default: results; only its figures go to static/)")
     return ap
 
 def main(argv: list[str] | None = None):
@@ -344,7 +348,7 @@ def main(argv: list[str] | None = None):
         sys.exit(2)
     try:
         if a.cmd == "publish":
-            publish_run(Path(a.out), a.dest or None, a.readme)
+            publish_run(Path(a.out), a.dest or None, a.readme, a.section)
             return
         res = run_pipeline(a.profile, a.data, a.out, {k: _literal(v) for k, v in a.p}, a.only)
     except KeyboardInterrupt:
