@@ -14,9 +14,9 @@ from tqdm.auto import tqdm
 from .core import save_checkpoint, load_checkpoint
 
 # %% auto #0
-__all__ = ['set_seed', 'get_device', 'autocast_dtype', 'accuracy', 'top_k_accuracy', 'nll', 'log_loss', 'scores', 'map_batches',
-           'predict_probs', 'evaluate', 'train_mode', 'TrainingDiverged', 'fit', 'one_cycle', 'cosine_warmup', 'lenet5',
-           'lenet_data_config', 'plot_history']
+__all__ = ['set_seed', 'get_device', 'autocast_dtype', 'lenet5', 'lenet_data_config', 'accuracy', 'top_k_accuracy', 'nll',
+           'log_loss', 'scores', 'map_batches', 'predict_probs', 'evaluate', 'train_mode', 'TrainingDiverged', 'fit',
+           'one_cycle', 'cosine_warmup', 'plot_history']
 
 # %% ../nbs/01_lenet.ipynb #061fa598
 def set_seed(seed: int = 42):
@@ -35,6 +35,25 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+# %% ../nbs/01_lenet.ipynb #747cdac0
+def lenet5(num_classes: int,
+           size: int = 32) -> nn.Sequential:  # input side in pixels
+    "LeNet-5 for RGB images of `size`×`size` pixels."
+    side = ((size - 4) // 2 - 4) // 2  # two 5×5 valid convolutions, each followed by 2×2 pooling
+    return nn.Sequential(nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(),
+                         nn.Linear(16 * side * side, 120), nn.ReLU(),
+                         nn.Linear(120, 84), nn.ReLU(),
+                         nn.Linear(84, num_classes))
+
+# %% ../nbs/01_lenet.ipynb #15ec56e2
+def lenet_data_config(size: int) -> dict:
+    "A timm-style data config for a from-scratch model at `size` pixels."
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    return dict(input_size=(3, size, size), interpolation="bilinear",
+                mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, crop_pct=1.0)
 
 # %% ../nbs/01_lenet.ipynb #7fe31005
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -290,38 +309,21 @@ def cosine_warmup(opt, epochs: int, steps_per_epoch: int, warmup_epochs: float =
     decay = schedules.CosineAnnealingLR(opt, max(1, total - warm))
     return schedules.SequentialLR(opt, [warmup, decay], [warm])
 
-# %% ../nbs/01_lenet.ipynb #747cdac0
-def lenet5(num_classes: int,
-           size: int = 32) -> nn.Sequential:  # input side in pixels
-    "LeNet-5 for RGB images of `size`×`size` pixels."
-    side = ((size - 4) // 2 - 4) // 2  # two 5×5 valid convolutions, each followed by 2×2 pooling
-    return nn.Sequential(nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(),
-                         nn.Linear(16 * side * side, 120), nn.ReLU(),
-                         nn.Linear(120, 84), nn.ReLU(),
-                         nn.Linear(84, num_classes))
-
-# %% ../nbs/01_lenet.ipynb #15ec56e2
-def lenet_data_config(size: int) -> dict:
-    "A timm-style data config for a from-scratch model at `size` pixels."
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-    return dict(input_size=(3, size, size), interpolation="bilinear",
-                mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, crop_pct=1.0)
-
 # %% ../nbs/01_lenet.ipynb #a8293fea
 def plot_history(histories: dict,     # name -> history list from fit
                  title: str = ""):
     "Loss and accuracy curves, training (dashed) against validation (solid), for one or more runs."
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
     for i, (name, history) in enumerate(histories.items()):
         epochs = [r["epoch"] for r in history]
         for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
-            ax.plot(epochs, [r[f"train_{key}"] for r in history], "--", c=f"C{i}")
+            ax.plot(epochs, [r[f"train_{key}"] for r in history], "--o", c=f"C{i}", ms=3, mfc="none")
             ax.plot(epochs, [r[f"val_{key}"] for r in history], "-o", c=f"C{i}", ms=3, label=name)
-    ax_loss.set(xlabel="epoch", ylabel="loss (dashed: train)")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (dashed: train)")
+    for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set(xlabel="epoch", ylabel=f"{name} (dashed: train)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.legend()
     fig.suptitle(title)
     fig.tight_layout()
