@@ -18,10 +18,10 @@ from .data import load_rgb
 from .train import log_loss, nll
 
 # %% auto #0
-__all__ = ['STAGES', 'TABLE_COLUMNS', 'NO_UNSEEN', 'results_table', 'photo_counts', 'results_markdown', 'update_readme',
-           'per_breed_report', 'most_confused', 'last_conv', 'grad_cam', 'confidence_bins',
-           'expected_calibration_error', 'apply_temperature', 'fit_temperature', 'cross_fitted_calibration',
-           'WithNormalization', 'preprocess_spec', 'export_onnx', 'onnx_input', 'predict']
+__all__ = ['STAGES', 'TABLE_COLUMNS', 'NO_UNSEEN', 'results_table', 'per_breed_report', 'most_confused', 'last_conv', 'grad_cam',
+           'confidence_bins', 'expected_calibration_error', 'apply_temperature', 'fit_temperature',
+           'cross_fitted_calibration', 'WithNormalization', 'preprocess_spec', 'export_onnx', 'onnx_input', 'predict',
+           'photo_counts', 'results_markdown', 'update_readme']
 
 # %% ../nbs/05_analysis.ipynb #631b13b0
 STAGES = ["random_guess", "majority", "lenet", "imagenet_head", "feature_extractor", "finetune", "ensemble"]
@@ -43,103 +43,6 @@ def results_table(results: dict) -> pd.DataFrame:  # the content of results.json
             rows.append(dict(stage=name, model=_model_name(stages[name]), **numbers))
     table = pd.DataFrame(rows, columns=["stage", *TABLE_COLUMNS]).set_index("stage")
     return table.astype({column: float for column in TABLE_COLUMNS[1:]})
-
-# %% ../nbs/05_analysis.ipynb #09489152
-NO_UNSEEN = ("No validation photo is known to be absent from ImageNet's training set, so there is no "
-             "never-in-ImageNet column: the pretrained stages may have seen some of these photos.")
-
-def _pct(value) -> str:
-    "A share as '95.5 %'; empty for a missing value."
-    if value is None or value != value:
-        return ""
-    return f"{100 * value:.1f} %"
-
-def _number(value, spec: str) -> str:
-    "`value` formatted with `spec`; empty for a missing value."
-    if value is None or value != value:
-        return ""
-    return format(value, spec)
-
-def photo_counts(table: pd.DataFrame) -> tuple:  # a results_table
-    "(n_val, n_unseen) as recorded by the last stage that has them; None where nothing was recorded."
-    known = table.dropna(subset=["n_val"])
-    if known.empty:
-        return None, None
-    n_val, n_unseen = known.iloc[-1][["n_val", "n_unseen"]]
-    return int(n_val), None if n_unseen != n_unseen else int(n_unseen)
-
-# %% ../nbs/05_analysis.ipynb #6f1d3a22
-def _run_header(results: dict, n_val: int | None, n_unseen: int | None) -> str:
-    "One sentence naming the run: profile, data folder, photo counts, device, date and library versions."
-    versions = results.get("versions", {})
-    data = Path(str(results.get("data", ""))).name
-    photos = ""
-    if n_val is not None:
-        unseen = f", {n_unseen} of them never in ImageNet training" if n_unseen else ""
-        photos = f" ({n_val:,} validation photos{unseen})"
-    date = str(results.get("updated", ""))[:10]
-    return (f"Profile `{results.get('profile')}` on `{data}`{photos}, {results.get('device')}, {date}; "
-            f"torch {versions.get('torch')}, timm {versions.get('timm')}.")
-
-def _target_note(stage: str, val_acc: float, targets: dict) -> str:
-    "'≥ 96.0 %: met' or '≥ 96.0 %: **missed** by 0.5 %' for a stage with a target; empty otherwise."
-    if stage not in targets:
-        return ""
-    goal = targets[stage]
-    verdict = "met" if val_acc >= goal else f"**missed** by {_pct(goal - val_acc)}"
-    return f"≥ {_pct(goal)}: {verdict}"
-
-def _table_rows(table: pd.DataFrame, targets: dict, show_unseen: bool) -> list:
-    "The markdown lines of the results table."
-    head = ["stage", "model", "val top-1"] + (["never-in-ImageNet photos"] if show_unseen else [])
-    head += ["top-5", "log loss", "seconds", "target"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for stage, row in table.iterrows():
-        cells = [stage, row["model"], _pct(row["val_acc"])]
-        cells += [_pct(row["val_acc_unseen"])] if show_unseen else []
-        cells += [_pct(row["val_top5"]), _number(row["val_loss"], ".3f"), _number(row["wall_s"], ".0f")]
-        cells.append(_target_note(stage, row["val_acc"], targets))
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-def _noise_note(table: pd.DataFrame, n_val: int | None, n_unseen: int | None) -> str:
-    "How much one photo, and two standard errors, weigh in the never-in-ImageNet column."
-    measured = table["val_acc_unseen"].dropna()
-    if not n_unseen or measured.empty:
-        return ""
-    p = float(table.loc[measured.index[-1], "val_acc"])
-    unseen_error = 2 * math.sqrt(p * (1 - p) / n_unseen)
-    all_error = 2 * math.sqrt(p * (1 - p) / n_val)
-    return (f"One of the {n_unseen} never-in-ImageNet photos is {_pct(1 / n_unseen)} of that column, "
-            f"and two standard errors of an accuracy near {_pct(p)} measured on them are "
-            f"±{_pct(unseen_error)} (against ±{_pct(all_error)} on all {n_val:,} photos).")
-
-# %% ../nbs/05_analysis.ipynb #5c0e7d91
-def results_markdown(results: dict,                     # the content of results.json
-                     targets: dict | None = None) -> str:  # validation accuracy each stage should reach
-    "README's results section: a sentence naming the run, the table of stages with targets, and the noise."
-    table = results_table(results)
-    n_val, n_unseen = photo_counts(table)
-    recorded_unseen = bool(table["val_acc_unseen"].notna().any())
-    show_unseen = bool(n_unseen) or (n_unseen is None and recorded_unseen)
-    lines = [_run_header(results, n_val, n_unseen), "", *_table_rows(table, targets or {}, show_unseen)]
-    if n_unseen == 0:
-        lines += ["", NO_UNSEEN]
-    note = _noise_note(table, n_val, n_unseen)
-    if note:
-        lines += ["", note]
-    return "\n".join(lines)
-
-def update_readme(readme: Path,            # the README.md to edit in place
-                  section: str,            # the new text between the markers
-                  name: str = "results"):  # the markers are <!-- name:start --> and <!-- name:end -->
-    "Replace the text between README's `name` markers with `section`."
-    text = Path(readme).read_text()
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start not in text or end not in text:
-        raise ValueError(f"no {name} markers in {readme}")
-    i, j = text.index(start) + len(start), text.index(end)
-    atomic_write(readme, text[:i] + "\n" + section.strip("\n") + "\n" + text[j:])
 
 # %% ../nbs/05_analysis.ipynb #7a3e5f10
 def per_breed_report(targets,              # true classes (N,)
@@ -336,3 +239,101 @@ def predict(photo,               # a file path or a PIL image
     logits = session.run([spec["output_name"]], {spec["input_name"]: onnx_input(img, spec)})[0][0]
     top = torch.from_numpy(logits).softmax(0).topk(min(k, len(labels)))
     return [(labels[i]["breed"], float(v)) for v, i in zip(top.values, top.indices)]
+
+# %% ../nbs/05_analysis.ipynb #09489152
+NO_UNSEEN = ("No validation photo is known to be absent from ImageNet's training set, so there is no "
+             "never-in-ImageNet column: the pretrained stages may have seen some of these photos.")
+
+def _pct(value) -> str:
+    "A share as '95.5 %'; empty for a missing value."
+    if value is None or value != value:
+        return ""
+    return f"{100 * value:.1f} %"
+
+def _number(value, spec: str) -> str:
+    "`value` formatted with `spec`; empty for a missing value."
+    if value is None or value != value:
+        return ""
+    return format(value, spec)
+
+def photo_counts(table: pd.DataFrame) -> tuple:  # a results_table
+    "(n_val, n_unseen) as recorded by the last stage that has them; None where nothing was recorded."
+    known = table.dropna(subset=["n_val"])
+    if known.empty:
+        return None, None
+    n_val, n_unseen = known.iloc[-1][["n_val", "n_unseen"]]
+    return int(n_val), None if n_unseen != n_unseen else int(n_unseen)
+
+# %% ../nbs/05_analysis.ipynb #6f1d3a22
+def _run_header(results: dict, n_val: int | None, n_unseen: int | None) -> str:
+    "One sentence naming the run: profile, data folder, photo counts, device, date and library versions."
+    versions = results.get("versions", {})
+    data = Path(str(results.get("data", ""))).name
+    photos = ""
+    if n_val is not None:
+        unseen = f", {n_unseen} of them never in ImageNet training" if n_unseen else ""
+        photos = f" ({n_val:,} validation photos{unseen})"
+    date = str(results.get("updated", ""))[:10]
+    device = results.get("device")
+    return (f"Profile `{results.get('profile')}` on `{data}`{photos}, {device}, {date}; "
+            f"torch {versions.get('torch')}, timm {versions.get('timm')}.")
+
+def _target_note(stage: str, val_acc: float, targets: dict) -> str:
+    "'≥ 96.0 %: met' or '≥ 96.0 %: **missed** by 0.5 %' for a stage with a target; empty otherwise."
+    if stage not in targets:
+        return ""
+    goal = targets[stage]
+    verdict = "met" if val_acc >= goal else f"**missed** by {_pct(goal - val_acc)}"
+    return f"≥ {_pct(goal)}: {verdict}"
+
+def _table_rows(table: pd.DataFrame, targets: dict, show_unseen: bool) -> list:
+    "The markdown lines of the results table."
+    head = ["stage", "model", "val top-1"] + (["never-in-ImageNet photos"] if show_unseen else [])
+    head += ["top-5", "log loss", "seconds", "target"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for stage, row in table.iterrows():
+        cells = [stage, row["model"], _pct(row["val_acc"])]
+        cells += [_pct(row["val_acc_unseen"])] if show_unseen else []
+        cells += [_pct(row["val_top5"]), _number(row["val_loss"], ".3f"), _number(row["wall_s"], ".0f")]
+        cells.append(_target_note(stage, row["val_acc"], targets))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+def _noise_note(table: pd.DataFrame, n_val: int | None, n_unseen: int | None) -> str:
+    "How much one photo, and two standard errors, weigh in the never-in-ImageNet column."
+    measured = table["val_acc_unseen"].dropna()
+    if not n_unseen or measured.empty:
+        return ""
+    p = float(table.loc[measured.index[-1], "val_acc"])
+    unseen_error = 2 * math.sqrt(p * (1 - p) / n_unseen)
+    all_error = 2 * math.sqrt(p * (1 - p) / n_val)
+    return (f"One of the {n_unseen} never-in-ImageNet photos is {_pct(1 / n_unseen)} of that column, "
+            f"and two standard errors of an accuracy near {_pct(p)} measured on them are "
+            f"±{_pct(unseen_error)} (against ±{_pct(all_error)} on all {n_val:,} photos).")
+
+# %% ../nbs/05_analysis.ipynb #5c0e7d91
+def results_markdown(results: dict,                     # the content of results.json
+                     targets: dict | None = None) -> str:  # validation accuracy each stage should reach
+    "README's results section: a sentence naming the run, the table of stages with targets, and the noise."
+    table = results_table(results)
+    n_val, n_unseen = photo_counts(table)
+    recorded_unseen = bool(table["val_acc_unseen"].notna().any())
+    show_unseen = bool(n_unseen) or (n_unseen is None and recorded_unseen)
+    lines = [_run_header(results, n_val, n_unseen), "", *_table_rows(table, targets or {}, show_unseen)]
+    if n_unseen == 0:
+        lines += ["", NO_UNSEEN]
+    note = _noise_note(table, n_val, n_unseen)
+    if note:
+        lines += ["", note]
+    return "\n".join(lines)
+
+def update_readme(readme: Path,            # the README.md to edit in place
+                  section: str,            # the new text between the markers
+                  name: str = "results"):  # the markers are <!-- name:start --> and <!-- name:end -->
+    "Replace the text between README's `name` markers with `section`."
+    text = Path(readme).read_text()
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"no {name} markers in {readme}")
+    i, j = text.index(start) + len(start), text.index(end)
+    atomic_write(readme, text[:i] + "\n" + section.strip("\n") + "\n" + text[j:])
