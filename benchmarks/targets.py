@@ -22,11 +22,7 @@ from dogclf.data import load_split, unseen_by_imagenet
 from dogclf.finetune import finetune, finetune_source, finetuned_model, valid_probs
 from dogclf.models import frozen_stage, head_probs
 from dogclf.analysis import update_readme
-
-def scores(probs: torch.Tensor, y: torch.Tensor, unseen: torch.Tensor) -> dict:
-    "Top-1 accuracy on all of val and on its never-in-ImageNet-training photos."
-    hit = (probs.argmax(1) == y).float()
-    return dict(val_acc=hit.mean().item(), val_acc_unseen=hit[unseen].mean().item())
+from dogclf.train import scores
 
 def stage_of(cfg, split, arch: str, views: int):
     "The run's frozen stage of `arch` with `views` cached views (loads the run's caches)."

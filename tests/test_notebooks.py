@@ -48,3 +48,26 @@ def test_parameters_cell_is_papermill_readable(path):
         code, _, comment = line.partition("#")
         assert "=" not in comment, f"{path.name}: '=' in the comment of {line!r}"
         ast.literal_eval(code.split("=", 1)[1].strip())
+
+ARC = ["What you will learn", "Why", "The idea", "Reading the results", "Try this", "Questions", "Going further"]
+
+def _markdown(path: Path) -> list:
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown"]
+
+def _items_under(markdown: list, heading: str) -> int:
+    "Bullet or numbered items between `heading` and the next heading."
+    text = "\n".join(markdown)
+    match = re.search(rf"^#+ +{heading}[^\n]*\n(.*?)(?=^#+ |\Z)", text, re.M | re.S)
+    return len(re.findall(r"^\s*(?:[-*]|\d+\.)\s", match.group(1), re.M)) if match else 0
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2].isdigit()], ids=lambda p: p.name)
+def test_lesson_is_a_chapter(path):
+    "Issue 13: the arc's headings, at least 3 things to try, 6 questions, and 1,800 words of prose."
+    markdown = _markdown(path)
+    headings = [l.lstrip("#").strip() for m in markdown for l in m.splitlines() if l.startswith("#")]
+    missing = [h for h in ARC if not any(x.startswith(h) for x in headings)]
+    assert not missing, f"{path.name}: missing headings {missing}"
+    assert _items_under(markdown, "Try this") >= 3, f"{path.name}: fewer than 3 items under Try this"
+    assert _items_under(markdown, "Questions") >= 6, f"{path.name}: fewer than 6 questions"
+    words = sum(len(m.split()) for m in markdown)
+    assert words >= 1800, f"{path.name}: {words} words of prose"
