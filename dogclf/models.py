@@ -183,7 +183,7 @@ def cached_pass(model: nn.Module,       # a frozen timm model
                 workers: int = 2,
                 seed: int = 0):         # the seed of the transform's random choices
     "Features (or trunk activations) of `items` under `tfm`: from the run's cache, or computed now."
-    key = [weights_digest(model), repr(tfm), photo_keys(items), seed, start, hflip]
+    key = [weights_digest(model, start), repr(tfm), photo_keys(items), seed, start, hflip]
     path = run_file(folder, f"features_{name}", *key)
     if path.exists():
         return Features(**load_checkpoint(path))
@@ -410,13 +410,17 @@ def find_weights(arch: str,                      # tagged timm name
     return path
 
 # %% ../nbs/02_feature_extractor.ipynb #5c1e0a44
-def weights_digest(model: nn.Module) -> str:
-    "A short hash of the backbone's weights (the classifier excluded), for cache keys."
-    head = {id(p) for p in model.get_classifier().parameters()}
+def weights_digest(model: nn.Module,          # a timm model
+                   start: int | None = None):  # hash only the trunk before this cut; None: all but the head
+    "A short hash of the weights that produce a cached pass, for cache keys."
+    if start is None:
+        head = {id(p) for p in model.get_classifier().parameters()}
+        params = [p for p in model.parameters() if id(p) not in head]
+    else:
+        params = [p for _, m in feature_sequence(model)[:start] for p in m.parameters()]
     h = hashlib.sha1()
-    for p in model.parameters():
-        if id(p) not in head:
-            h.update(p.detach().cpu().numpy().tobytes())
+    for p in params:
+        h.update(p.detach().cpu().numpy().tobytes())
     return h.hexdigest()[:12]
 
 def photo_keys(items: list) -> list:  # (path, label) pairs
