@@ -33,7 +33,7 @@ _COMMON = dict(
     workers=2,               # DataLoader worker processes (capped at the CPUs available)
     lenet_size=48,           # LeNet input side in pixels
     lenet_lr=3e-3,           # AdamW learning rate for LeNet
-    head_lr=0.1,             # SGD learning rate of the linear head on cached features
+    head_lr=0.1,             # SGD rate of the linear head on cached features (a tenth of it from ImageNet's rows)
     head_epochs=25,          # the reference recipe trains the head for 25 epochs
     label_smoothing=0.1,     # cross-entropy label smoothing for fine-tuning
     ft_lr=0.01,              # peak learning rate of the last layer group when fine-tuning
@@ -44,7 +44,9 @@ _COMMON = dict(
     bn="frozen",             # frozen: BatchNorm keeps ImageNet statistics; train: they follow the batches
     accum_steps=1,           # batches whose gradients add up before an optimiser step
     ft_cached=True,          # fine-tune only the tail, on cached activations of the frozen trunk
-    naive_per_class=None,    # photos per breed for lesson 02's slow-way timing (None: all)
+    naive_photos=None,       # photos for lesson 02's slow-way timing, evenly over the breeds (None: all)
+    engine="torch",          # what runs the frozen passes: torch, or onnx (ONNX Runtime, faster on a CPU)
+    head_init="imagenet",    # the linear head starts from ImageNet's rows for our breeds (when they have them), or random
     targets={},              # validation accuracy a stage should reach, checked in README's table
 )
 
@@ -57,10 +59,15 @@ PROFILES = {
         arch="tf_efficientnet_lite0", archs=["tf_efficientnet_lite0"], feature_views=1, naive_epochs=1,
         ft_epochs=1, ft_strategies=["freeze", "partial"], finder_steps=12,
         ensemble_archs=_LITES[:2], amp=False),
+    "laptop": _COMMON | dict(
+        train_per_class=100, val_per_class=50, img_size=None, batch_size=64, lenet_epochs=12,
+        arch="tf_efficientnet_lite0", archs=_LITES, feature_views=1, naive_epochs=1, naive_photos=100,
+        ft_epochs=2, ft_strategies=["partial"], finder_steps=40, ensemble_archs=_LITES, amp=False,
+        engine="onnx"),
     "cpu": _COMMON | dict(
         train_per_class=None, val_per_class=None, img_size=None, batch_size=64, lenet_epochs=15,
-        arch="tf_efficientnet_lite2", archs=_LITES, feature_views=1, naive_epochs=1, naive_per_class=20,
-        ft_epochs=2, ft_strategies=["partial"], finder_steps=60, ensemble_archs=_LITES, amp=False,
+        arch="tf_efficientnet_lite2", archs=_LITES, feature_views=1, naive_epochs=1, naive_photos=200,
+        ft_epochs=2, ft_strategies=["partial"], finder_steps=60, ensemble_archs=_LITES, amp=False, engine="onnx",
         targets=dict(feature_extractor=0.95, finetune=0.96, ensemble=0.97)),
     "gpu": _COMMON | dict(
         train_per_class=None, val_per_class=None, img_size=None, batch_size=64, workers=8, lenet_epochs=30,
@@ -82,7 +89,7 @@ def pick_profile(profile: str = "auto") -> str:  # a name of PROFILES, or auto
         profile = os.environ.get("DOGCLF_PROFILE", "auto")
     if profile == "auto":
         import torch
-        return "gpu" if torch.cuda.is_available() else "cpu"
+        return "gpu" if torch.cuda.is_available() else "laptop"
     if profile not in PROFILES:
         raise ValueError(f"Unknown profile {profile!r}: choose one of {sorted(PROFILES)} or 'auto'")
     return profile
@@ -132,7 +139,9 @@ def configure(params: dict,        # the lesson's parameters (pass `globals()`);
 # %% ../nbs/core.ipynb #c0de0016
 _CHOICES = dict(ft_strategy=("freeze", "partial", "full"),
                 bn=("frozen", "train"),
-                ft_optimizer=("sgd", "adamw"))
+                ft_optimizer=("sgd", "adamw"),
+                engine=("torch", "onnx"),
+                head_init=("imagenet", "random"))
 _RANGES = dict(valid_pct=("a number between 0 and 1, both excluded", lambda v: 0 < v < 1),
                label_smoothing=("a number from 0 up to 1, 1 excluded", lambda v: 0 <= v < 1),
                seed=("a whole number >= 0", lambda v: v >= 0),

@@ -204,7 +204,7 @@ def _cached_source(model, features, split, data_cfg, folder, batch_size, workers
     start = features.start
     def flipped():
         acts = cached_pass(model, split.valid, eval_transform(data_cfg), folder, "valid_flip", start, True,
-                           batch_size, workers)
+                           batch_size, workers, engine=features.engine)
         return DataLoader(TensorDataset(acts.X, acts.y), 256)
     trunk = tuple(f"{n}." for n, _ in feature_sequence(model)[:start])
     key = [a.key for a in features.train_acts]

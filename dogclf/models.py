@@ -8,7 +8,9 @@ import copy
 import hashlib
 import importlib
 import socket
+import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -24,10 +26,10 @@ from .train import cosine_warmup, fit, map_batches, set_seed
 # %% auto #0
 __all__ = ['OFFLINE_WEIGHTS', 'create_backbone', 'imagenet_indices', 'freeze_backbone', 'unfreeze', 'count_params',
            'extract_features', 'Features', 'feature_sequence', 'forward_trunk', 'Tail', 'layer_groups', 'tail_start',
-           'trunk_activations', 'run_tail', 'cached_pass', 'FrozenFeatures', 'frozen_features', 'train_linear_head',
-           'FrozenStage', 'frozen_stage', 'head_probs', 'WeightsUnavailable', 'offline_weights_file',
-           'map_state_dict_by_position', 'load_weights_file', 'hub_reachable', 'hub_cached_file', 'find_weights',
-           'weights_digest', 'photo_keys']
+           'trunk_activations', 'run_tail', 'cached_pass', 'PassFunction', 'onnx_session', 'onnx_pass',
+           'FrozenFeatures', 'frozen_features', 'train_linear_head', 'imagenet_rows', 'FrozenStage', 'frozen_stage',
+           'head_probs', 'WeightsUnavailable', 'offline_weights_file', 'map_state_dict_by_position',
+           'load_weights_file', 'hub_reachable', 'hub_cached_file', 'find_weights', 'weights_digest', 'photo_keys']
 
 # %% ../nbs/02_feature_extractor.ipynb #60589770
 def create_backbone(arch: str,                          # tagged timm name, e.g. "resnet50.a1_in1k"
@@ -181,7 +183,8 @@ def cached_pass(model: nn.Module,       # a frozen timm model
                 hflip: bool = False,    # mirror every photo (test-time augmentation)
                 batch_size: int = 64,
                 workers: int = 2,
-                seed: int = 0):         # the seed of the transform's random choices
+                seed: int = 0,          # the seed of the transform's random choices
+                engine: str = "torch"):  # torch, or onnx: the same pass run by ONNX Runtime (faster on a CPU)
     "Features (or trunk activations) of `items` under `tfm`: from the run's cache, or computed now."
     key = [weights_digest(model, start), repr(tfm), photo_keys(items), seed, start, hflip]
     path = run_file(folder, f"features_{name}", *key)
@@ -190,10 +193,58 @@ def cached_pass(model: nn.Module,       # a frozen timm model
     set_seed(seed)
     t0 = time.time()
     dl = make_loader(items, tfm, batch_size, workers=workers, seed=seed)
-    X, y = extract_features(model, dl, hflip) if start is None else trunk_activations(model, start, dl, hflip)
+    if engine == "onnx":
+        X, y = onnx_pass(model, start, dl, hflip)
+    elif start is None:
+        X, y = extract_features(model, dl, hflip)
+    else:
+        X, y = trunk_activations(model, start, dl, hflip)
     features = Features(X=X, y=y, seconds=time.time() - t0, key=path.stem)
     save_checkpoint(path, **vars(features))
     return features
+
+# %% ../nbs/02_feature_extractor.ipynb #e0c1a0a2
+class PassFunction(nn.Module):
+    "What a frozen pass computes from a batch: pooled features, or the activations entering module `start`."
+    def __init__(self, model: nn.Module, start: int | None = None):
+        super().__init__()
+        self.model = model
+        self.start = start
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.start is None:
+            return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        return forward_trunk(self.model, x, self.start)
+
+# %% ../nbs/02_feature_extractor.ipynb #e0c1a0a5
+_SESSIONS = {}
+
+def onnx_session(model: nn.Module,    # a frozen timm model, in eval mode
+                 start: int | None,   # None: pooled features; else activations entering that module
+                 example: torch.Tensor):  # one batch of the input size
+    "An ONNX Runtime session of PassFunction(model, start), exported once per weights, cut and input size."
+    import onnxruntime as ort
+    key = (weights_digest(model, start), start, tuple(example.shape[1:]))
+    if key not in _SESSIONS:
+        fn = PassFunction(model.eval(), start).eval()
+        with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            path = Path(d) / "pass.onnx"
+            torch.onnx.export(fn, (example,), str(path), input_names=["x"], output_names=["y"],
+                              dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
+            _SESSIONS[key] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return _SESSIONS[key]
+
+def onnx_pass(model: nn.Module,      # a frozen timm model
+              start: int | None,     # None: pooled features; else activations entering that module
+              dl,                    # a loader of (images, targets)
+              hflip: bool = False):  # mirror every image first
+    "extract_features (start None) or trunk_activations, run by ONNX Runtime on the CPU."
+    def run(xb):
+        session = onnx_session(model, start, xb[:1].cpu())
+        y = torch.from_numpy(session.run(None, {"x": xb.cpu().numpy()})[0])
+        return y.float() if start is None else y.half()
+    return map_batches(run, model, dl, hflip, "features (ONNX Runtime)", device=torch.device("cpu"))
 
 # %% ../nbs/02_feature_extractor.ipynb #e0c1a010
 @dataclass
@@ -204,6 +255,7 @@ class FrozenFeatures:
     start: int | None        # where activations were cut; None when only pooled features were made
     train_acts: list = field(default_factory=list)  # Features of activations, one per training view
     valid_acts: Features | None = None              # activations of the validation photos
+    engine: str = "torch"    # what ran the passes: torch, or onnx (ONNX Runtime)
 
 def _pooled(model: nn.Module, start: int, acts: Features, folder: Path) -> Features:
     "Pooled features of cached activations through the frozen tail (cached too)."
@@ -230,18 +282,19 @@ def frozen_features(model: nn.Module,          # a frozen timm model
                     tail_groups: int = 3,      # layer groups (head included) that lesson 03 trains
                     batch_size: int = 64,
                     workers: int = 2,
-                    seed: int = 42):
+                    seed: int = 42,
+                    engine: str = "torch"):    # torch or onnx (ONNX Runtime), for the passes that run now
     "Every pass of the frozen backbone that the frozen stage and cached fine-tuning need."
     start = tail_start(model, tail_groups) if cached_tail else None
     def one_pass(items, tfm, name, view_seed):
-        f = cached_pass(model, items, tfm, folder, name, start, False, batch_size, workers, view_seed)
+        f = cached_pass(model, items, tfm, folder, name, start, False, batch_size, workers, view_seed, engine)
         return (f, None) if start is None else (_pooled(model, start, f, folder), f)
     passes = [one_pass(split.train, eval_transform(data_cfg), "train", 0)]
     augment = train_transform(data_cfg)
     passes += [one_pass(split.train, augment, f"train_aug{v}", seed + v) for v in range(1, views)]
     valid, valid_acts = one_pass(split.valid, eval_transform(data_cfg), "valid", 0)
     train_acts = [acts for _, acts in passes if acts is not None]
-    return FrozenFeatures(_concat([f for f, _ in passes]), valid, start, train_acts, valid_acts)
+    return FrozenFeatures(_concat([f for f, _ in passes]), valid, start, train_acts, valid_acts, engine)
 
 # %% ../nbs/02_feature_extractor.ipynb #7447a041
 def train_linear_head(train: tuple,              # (features, targets) of the training photos
@@ -252,12 +305,15 @@ def train_linear_head(train: tuple,              # (features, targets) of the tr
                       drop_rate: float = 0.2,    # dropout before the linear layer
                       weight_decay: float = 5e-4,
                       seed: int = 42,
-                      n_classes: int | None = None):  # None: one more than the largest label
+                      n_classes: int | None = None,  # None: one more than the largest label
+                      init: tuple | None = None):    # (weight, bias) to start from; None: random
     "Train dropout + linear on features with SGD+momentum; returns (head, history)."
     set_seed(seed)
     (Xtr, ytr), (Xva, yva) = train, valid
     n_classes = n_classes or int(max(ytr.max(), yva.max())) + 1
     head = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(Xtr.shape[1], n_classes))
+    if init is not None:
+        head[1].load_state_dict(dict(weight=init[0], bias=init[1]))
     shuffle = torch.Generator().manual_seed(seed)
     train_dl = DataLoader(TensorDataset(Xtr, ytr), batch_size, shuffle=True, generator=shuffle)
     valid_dl = DataLoader(TensorDataset(Xva, yva), 512)
@@ -265,6 +321,14 @@ def train_linear_head(train: tuple,              # (features, targets) of the tr
     sched = cosine_warmup(opt, epochs, len(train_dl), warmup_epochs=0.5)
     history = fit(head, train_dl, valid_dl, epochs, opt, sched, amp=False)
     return head.cpu(), history
+
+# %% ../nbs/02_feature_extractor.ipynb #c0de02a2
+def imagenet_rows(imagenet_head: nn.Linear,  # the pretrained 1000-way classifier
+                  idx: list | None):         # our classes' ImageNet indices, as imagenet_indices gives them
+    "(weight, bias) of the ImageNet classifier's rows for our classes, or None when they are not ImageNet classes."
+    if not idx:
+        return None
+    return imagenet_head.weight[idx].detach().clone(), imagenet_head.bias[idx].detach().clone()
 
 # %% ../nbs/02_feature_extractor.ipynb #4069cac3
 @dataclass
@@ -288,7 +352,9 @@ def frozen_stage(arch: str,                 # tagged timm name
                  head_lr: float = 0.1,
                  batch_size: int = 64,
                  workers: int = 2,
-                 seed: int = 42):
+                 seed: int = 42,
+                 engine: str = "torch",     # torch or onnx: what runs the backbone's passes
+                 head_init: str = "random"):  # random, or imagenet: start from ImageNet's rows for these breeds
     "Backbone `arch` with a linear head trained on its cached features."
     model = create_backbone(arch)
     imagenet_head = copy.deepcopy(model.get_classifier())
@@ -296,14 +362,16 @@ def frozen_stage(arch: str,                 # tagged timm name
     freeze_backbone(model)
     data_cfg = data_config(model, img_size)
     features = frozen_features(model, split, data_cfg, folder, views, cached_tail, tail_groups,
-                               batch_size, workers, seed)
+                               batch_size, workers, seed, engine)
     t0 = time.time()
     train, valid = (features.train.X, features.train.y), (features.valid.X, features.valid.y)
     drop_rate = getattr(model, "drop_rate", 0.2)
-    head, history = train_linear_head(train, valid, head_epochs, head_lr, batch_size, drop_rate, seed=seed,
-                                      n_classes=len(split.classes))
-    model.get_classifier().load_state_dict(head[1].state_dict())
     idx = imagenet_indices(split.classes)
+    start = imagenet_rows(imagenet_head, idx) if head_init == "imagenet" else None
+    rate = head_lr if start is None else head_lr / 10   # a start near a solution takes smaller steps
+    head, history = train_linear_head(train, valid, head_epochs, rate, batch_size, drop_rate, seed=seed,
+                                      n_classes=len(split.classes), init=start)
+    model.get_classifier().load_state_dict(head[1].state_dict())
     with torch.no_grad():
         imagenet_logits = imagenet_head(features.valid.X)[:, idx] if idx else None
     return FrozenStage(model, data_cfg, features, history, time.time() - t0, imagenet_logits)

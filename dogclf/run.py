@@ -24,7 +24,7 @@ from .core import read_results
 
 # %% auto #0
 __all__ = ['lesson_notebooks', 'fingerprint', 'photos_key', 'lesson_parameters', 'RunError', 'LessonFailed', 'run_lesson',
-           'run_pipeline', 'publish_run', 'repo_links', 'sync_repo_url', 'main']
+           'run_pipeline', 'publish_run', 'lesson_times_markdown', 'repo_links', 'sync_repo_url', 'main']
 
 # %% ../nbs/run.ipynb #757985e6
 def lesson_notebooks(nbs: Path) -> list[Path]:  # nbs/, or a run folder
@@ -279,8 +279,25 @@ def _publish_readme(res: dict,      # a run's results.json
     from dogclf.analysis import results_markdown, update_readme
     targets = PROFILES.get(res["profile"], {}).get("targets")
     update_readme(root / "README.md", results_markdown(res, targets), section)
+    if "<!-- lesson-times:start -->" in (root / "README.md").read_text():
+        update_readme(root / "README.md", lesson_times_markdown(root / "results"), "lesson-times")
     for fig in figures if section == "results" else []:
         atomic_write(root / "static" / fig.name, fig.read_bytes())
+
+def lesson_times_markdown(results: Path):  # the folder of published runs (results/)
+    "A table of every published run's wall seconds per lesson, from results/*/results.json."
+    runs = [(p.parent.name, json.loads(p.read_text())) for p in sorted(Path(results).glob("*/results.json"))]
+    runs = [(name, res) for name, res in runs if res.get("lesson_wall_s")]
+    lessons = sorted({k for _, res in runs for k in res["lesson_wall_s"]})
+    lines = ["| run | profile | photos | device | " + " | ".join(lessons) + " | total |",
+             "| --- " * (len(lessons) + 5) + "|"]
+    for name, res in runs:
+        walls = res["lesson_wall_s"]
+        cells = [f"{walls[k]:,.0f}" if k in walls else "" for k in lessons]
+        row = [f"[{name}](results/{name}/results.json)", res["profile"], Path(res.get("data", "")).name,
+               res.get("device", ""), *cells, f"{sum(walls.values()):,.0f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 # %% ../nbs/run.ipynb #c0de0115
 _LINKS = dict(badge=re.compile(r"https://colab\.research\.google\.com/github/[^\s\"'()\\]+"),
@@ -324,7 +341,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dogclf", description="Run the dogclf lessons with papermill.")
     sub = ap.add_subparsers(dest="cmd", metavar="{run,publish}")
     r = sub.add_parser("run", help="execute the numbered lesson notebooks in order")
-    r.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto (gpu with CUDA, else cpu)")
+    r.add_argument("--profile", default="auto", help="smoke | laptop | cpu | gpu | auto (gpu with CUDA, else laptop)")
     r.add_argument("--data", default="", help="folder of photos (default: $DOGCLF_DATA, else data/)")
     r.add_argument("--out", default="", help="run folder (default: runs/<profile>)")
     r.add_argument("--only", nargs="*", help="run only the lessons whose names start with these, e.g. 00 01")
