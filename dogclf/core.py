@@ -33,7 +33,7 @@ _COMMON = dict(
     workers=2,               # DataLoader worker processes (capped at the CPUs available)
     lenet_size=48,           # LeNet input side in pixels
     lenet_lr=3e-3,           # AdamW learning rate for LeNet
-    head_lr=0.1,             # SGD rate of the linear head on cached features (a tenth of it from ImageNet's rows)
+    head_lr=0.1,             # SGD rate of the linear head (a tenth of it when it starts from ImageNet's rows)
     head_epochs=25,          # the reference recipe trains the head for 25 epochs
     label_smoothing=0.1,     # cross-entropy label smoothing for fine-tuning
     ft_lr=0.01,              # peak learning rate of the last layer group when fine-tuning
@@ -46,7 +46,7 @@ _COMMON = dict(
     ft_cached=True,          # fine-tune only the tail, on cached activations of the frozen trunk
     naive_photos=None,       # photos for lesson 02's slow-way timing, evenly over the breeds (None: all)
     engine="torch",          # what runs the frozen passes: torch, or onnx (ONNX Runtime, faster on a CPU)
-    head_init="imagenet",    # the linear head starts from ImageNet's rows for our breeds (when they have them), or random
+    head_init="imagenet",    # the head starts from ImageNet's rows for our breeds (if it has them), or random
     targets={},              # validation accuracy a stage should reach, checked in README's table
 )
 
@@ -67,7 +67,8 @@ PROFILES = {
     "cpu": _COMMON | dict(
         train_per_class=None, val_per_class=None, img_size=None, batch_size=64, lenet_epochs=15,
         arch="tf_efficientnet_lite2", archs=_LITES, feature_views=1, naive_epochs=1, naive_photos=200,
-        ft_epochs=2, ft_strategies=["partial"], finder_steps=60, ensemble_archs=_LITES, amp=False, engine="onnx",
+        ft_epochs=2, ft_strategies=["partial"], finder_steps=60, ensemble_archs=_LITES, amp=False,
+        engine="onnx",
         targets=dict(feature_extractor=0.95, finetune=0.96, ensemble=0.97)),
     "gpu": _COMMON | dict(
         train_per_class=None, val_per_class=None, img_size=None, batch_size=64, workers=8, lenet_epochs=30,

@@ -325,7 +325,7 @@ def train_linear_head(train: tuple,              # (features, targets) of the tr
 # %% ../nbs/02_feature_extractor.ipynb #c0de02a2
 def imagenet_rows(imagenet_head: nn.Linear,  # the pretrained 1000-way classifier
                   idx: list | None):         # our classes' ImageNet indices, as imagenet_indices gives them
-    "(weight, bias) of the ImageNet classifier's rows for our classes, or None when they are not ImageNet classes."
+    "(weight, bias): the ImageNet classifier's rows for our classes; None if they are not ImageNet classes."
     if not idx:
         return None
     return imagenet_head.weight[idx].detach().clone(), imagenet_head.bias[idx].detach().clone()
@@ -354,7 +354,7 @@ def frozen_stage(arch: str,                 # tagged timm name
                  workers: int = 2,
                  seed: int = 42,
                  engine: str = "torch",     # torch or onnx: what runs the backbone's passes
-                 head_init: str = "random"):  # random, or imagenet: start from ImageNet's rows for these breeds
+                 head_init: str = "random"):  # random, or imagenet: start from ImageNet's rows for our breeds
     "Backbone `arch` with a linear head trained on its cached features."
     model = create_backbone(arch)
     imagenet_head = copy.deepcopy(model.get_classifier())

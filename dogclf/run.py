@@ -341,7 +341,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dogclf", description="Run the dogclf lessons with papermill.")
     sub = ap.add_subparsers(dest="cmd", metavar="{run,publish}")
     r = sub.add_parser("run", help="execute the numbered lesson notebooks in order")
-    r.add_argument("--profile", default="auto", help="smoke | laptop | cpu | gpu | auto (gpu with CUDA, else laptop)")
+    r.add_argument("--profile", default="auto", help="smoke | laptop | cpu | gpu | auto")
     r.add_argument("--data", default="", help="folder of photos (default: $DOGCLF_DATA, else data/)")
     r.add_argument("--out", default="", help="run folder (default: runs/<profile>)")
     r.add_argument("--only", nargs="*", help="run only the lessons whose names start with these, e.g. 00 01")
