@@ -2,6 +2,7 @@
 import os, shutil
 from pathlib import Path
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 from dogclf import data as D
@@ -121,3 +122,17 @@ def test_load_split_takes_explicit_arguments(woof, tmp_path):
     s = D.load_split(woof, 0.2, 42, 3, 2, tmp_path / "cache")
     assert (len(s.train), len(s.valid)) == (30, 20)
     assert list((tmp_path / "cache").glob("checked-*.json"))
+
+def test_cached_pass_engines_agree(tmp_path, woof):
+    "cached_pass with engine onnx (ONNX Runtime) gives the torch engine's features and cut activations."
+    from dogclf.data import data_config, eval_transform, read_split, take_per_class
+    from dogclf.models import cached_pass, create_backbone, freeze_backbone, tail_start
+    items = take_per_class(read_split(woof).valid, 1)
+    model = freeze_backbone(create_backbone("tf_efficientnet_lite0"))
+    tfm = eval_transform(data_config(model, 128))
+    for start in (None, tail_start(model, 3)):
+        ref = cached_pass(model, items, tfm, tmp_path / "torch", "valid", start, batch_size=4, workers=0)
+        fast = cached_pass(model, items, tfm, tmp_path / "onnx", "valid", start, batch_size=4, workers=0, engine="onnx")
+        scale = ref.X.float().abs().max()
+        assert (fast.X.float() - ref.X.float()).abs().max() < 1e-2 * scale and torch.equal(fast.y, ref.y)
+        assert fast.X.dtype == ref.X.dtype

@@ -47,6 +47,17 @@ def test_dogclf_profile_picks_the_profile(monkeypatch, tmp_path):
     monkeypatch.setenv("DOGCLF_PROFILE", "tpu")
     with pytest.raises(ValueError, match="tpu"): pick_profile()
 
+def test_auto_is_laptop_without_cuda_and_gpu_with_it(monkeypatch):
+    "Outside the tests, a lesson opened by hand (or `dogclf run` without --profile) gets laptop on a CPU."
+    import torch
+    from dogclf.core import pick_profile
+    monkeypatch.delenv("IN_TEST", raising=False)
+    monkeypatch.delenv("DOGCLF_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_profile() == "laptop"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_profile() == "gpu"
+
 def test_tests_never_write_into_runs(monkeypatch, tmp_path):
     "Under nbdev_test (IN_TEST) a lesson without `out` gets a temporary run folder, not runs/<profile>."
     from dogclf.core import configure
