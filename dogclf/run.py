@@ -277,7 +277,8 @@ def _publish_readme(res: dict,      # a run's results.json
                     section: str = "results"):  # README's section; only the main one's figures go to static/
     "Rewrite a results section of README from `res` (and copy `figures` into static/ for the main one)."
     from dogclf.analysis import results_markdown, update_readme
-    targets = PROFILES.get(res["profile"], {}).get("targets")
+    profile = PROFILES.get(res["profile"], {})
+    targets = profile.get("targets") if section == "results" else None   # the targets are ImageWoof's
     update_readme(root / "README.md", results_markdown(res, targets), section)
     if "<!-- lesson-times:start -->" in (root / "README.md").read_text():
         update_readme(root / "README.md", lesson_times_markdown(root / "results"), "lesson-times")
