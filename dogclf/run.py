@@ -278,7 +278,7 @@ def _publish_readme(res: dict,      # a run's results.json
     "Rewrite a results section of README from `res` (and copy `figures` into static/ for the main one)."
     from dogclf.analysis import results_markdown, update_readme
     profile = PROFILES.get(res["profile"], {})
-    targets = profile.get("targets") if section == "results" else None   # the targets are ImageWoof's
+    targets = profile.get("targets")   # results_markdown shows them only for ImageWoof runs
     update_readme(root / "README.md", results_markdown(res, targets), section)
     if "<!-- lesson-times:start -->" in (root / "README.md").read_text():
         update_readme(root / "README.md", lesson_times_markdown(root / "results"), "lesson-times")
