@@ -184,3 +184,30 @@ def test_stanford_whole_archives_are_unpacked(strict_http, tmp_path, monkeypatch
     path = D.get_dataset("stanford-dogs", tmp_path / "data")
     assert (path / ".complete").exists() and len(list((path / "Images").rglob("*.jpg"))) == 3
     assert (path / "train_list.mat").exists()
+
+def _mat_list(names):
+    "A train_list.mat / test_list.mat as Stanford Dogs ships it: a file_list cell array of relative paths."
+    import numpy as np
+    from scipy.io import savemat
+    cells = np.empty((len(names), 1), dtype=object)
+    for i, name in enumerate(names):
+        cells[i, 0] = np.array([name])
+    buf = io.BytesIO()
+    savemat(buf, {"file_list": cells})
+    return buf.getvalue()
+
+def test_stanford_official_lists_decide_the_split(strict_http, tmp_path, monkeypatch):
+    "Issue 16: the official layout, served on 127.0.0.1: train_list.mat and test_list.mat decide the split."
+    folder, url, _ = strict_http
+    chihuahua = [f"n02085620-Chihuahua/{k}.jpg" for k in range(3)]
+    spaniel = [f"n02085782-Japanese_spaniel/{k}.jpg" for k in range(3)]
+    lists = {"train_list.mat": _mat_list(chihuahua[:2] + spaniel[1:]),
+             "test_list.mat": _mat_list([chihuahua[2], spaniel[0]])}
+    _tarball(folder / "lists.tar", lists, "w")
+    _tarball(folder / "images.tar", {f"Images/{n}": b"j" * 700 for n in chihuahua + spaniel}, "w")
+    _stanford(monkeypatch, url, photos=(2, 6))
+    s = D.read_split(D.get_dataset("stanford-dogs", tmp_path / "data"))
+    assert s.layout == "stanford" and s.breeds == ["Chihuahua", "Japanese spaniel"]
+    valid = sorted(f"{p.parent.name}/{p.name}" for p, _ in s.valid)
+    assert valid == [chihuahua[2], spaniel[0]] and [label for _, label in sorted(s.valid)] == [0, 1]
+    assert len(s.train) == 4
