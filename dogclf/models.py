@@ -240,11 +240,9 @@ def onnx_pass(model: nn.Module,      # a frozen timm model
               dl,                    # a loader of (images, targets)
               hflip: bool = False):  # mirror every image first
     "extract_features (start None) or trunk_activations, run by ONNX Runtime on the CPU."
-    sessions = []  # the session, made from the first batch: hashing the weights once per pass, not per batch
+    session = onnx_session(model, start, dl.dataset[0][0][None])   # once per pass, from one photo's shape
     def run(xb):
-        if not sessions:
-            sessions.append(onnx_session(model, start, xb[:1].cpu()))
-        y = torch.from_numpy(sessions[0].run(None, {"x": xb.cpu().numpy()})[0])
+        y = torch.from_numpy(session.run(None, {"x": xb.cpu().numpy()})[0])
         return y.float() if start is None else y.half()
     return map_batches(run, model, dl, hflip, "features (ONNX Runtime)", device=torch.device("cpu"))
 
