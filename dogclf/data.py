@@ -155,10 +155,9 @@ def make_loader(items: list,             # (path, label) pairs
                 drop_last: bool = False) -> DataLoader:
     "A seeded DataLoader over `items`, pinning memory when CUDA is used."
     workers = min(workers, os.cpu_count() or 1)
-    keep = workers > 0 and shuffle   # a training loader keeps its workers between epochs, a one-pass one not
     return DataLoader(ImageDataset(items, tfm), batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                       pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker, drop_last=drop_last,
-                      generator=torch.Generator().manual_seed(seed), persistent_workers=keep)
+                      generator=torch.Generator().manual_seed(seed), persistent_workers=workers > 0)
 
 # %% ../nbs/00_data.ipynb #e0f3765b
 def show_grid(images: list,       # PIL images or (C,H,W) tensors
