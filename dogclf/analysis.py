@@ -21,7 +21,7 @@ from .train import log_loss, nll
 __all__ = ['STAGES', 'TABLE_COLUMNS', 'NO_UNSEEN', 'results_table', 'per_breed_report', 'most_confused', 'last_conv', 'grad_cam',
            'confidence_bins', 'expected_calibration_error', 'apply_temperature', 'fit_temperature',
            'cross_fitted_calibration', 'WithNormalization', 'preprocess_spec', 'export_onnx', 'onnx_input', 'predict',
-           'photo_counts', 'results_markdown', 'update_readme']
+           'photo_counts', 'results_markdown', 'pays_markdown', 'update_readme']
 
 # %% ../nbs/05_analysis.ipynb #631b13b0
 STAGES = ["random_guess", "majority", "lenet", "imagenet_head", "feature_extractor", "finetune", "ensemble"]
@@ -327,6 +327,28 @@ def results_markdown(results: dict,                     # the content of results
     note = _noise_note(table, n_val, n_unseen)
     if note:
         lines += ["", note]
+    pays = pays_markdown(results.get("stages", {}).get("finetune", {}))
+    if pays:
+        lines += ["", pays]
+    return "\n".join(lines)
+
+def pays_markdown(stage: dict) -> str:  # results.json's finetune stage
+    "Lesson 03's 'when does fine-tuning pay?' rows as a table, each gain judged against two standard errors."
+    rows = stage.get("when_it_pays") or []
+    if not rows:
+        return ""
+    lines = [f"When fine-tuning pays (lesson 03: {stage.get('comparison_arch', '?')} at "
+             f"{stage.get('comparison_size', '?')} px, the frozen head against the fine-tuned run "
+             "on the same photos):",
+             "", "| setting | photos per breed | frozen head | fine-tuned | gain | two standard errors |",
+             "|" + " --- |" * 6]
+    for r in rows:
+        gain, noise = r["finetuned_acc"] - r["frozen_acc"], 2 * math.sqrt(
+            max(r["frozen_acc"] * (1 - r["frozen_acc"]), 1e-4) / r["n_val"])
+        mark = "**" if abs(gain) > noise else ""
+        lines.append(f"| {r['setting']} | {r['photos_per_class']} | {_pct(r['frozen_acc'])} | "
+                     f"{_pct(r['finetuned_acc'])} | {mark}{gain * 100:+.1f} %{mark} | ±{_pct(noise)} |")
+    lines += ["", "A gain in bold is larger than two standard errors on its validation photos."]
     return "\n".join(lines)
 
 def update_readme(readme: Path,            # the README.md to edit in place

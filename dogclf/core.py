@@ -35,7 +35,11 @@ _COMMON = dict(
     lenet_lr=3e-3,           # AdamW learning rate for LeNet
     head_lr=0.1,             # SGD rate of the linear head (a tenth of it when it starts from ImageNet's rows)
     head_epochs=25,          # the reference recipe trains the head for 25 epochs
-    label_smoothing=0.1,     # cross-entropy label smoothing for fine-tuning
+    label_smoothing=0.0,     # cross-entropy label smoothing for fine-tuning (0: the frozen head's loss)
+    cmp_arch="tf_efficientnet_lite0",  # backbone of lesson 03's strategy comparison on photos in memory
+    cmp_lr=1e-3,             # peak rate of every comparison run (SGD with momentum 0.9)
+    pays_strategy="full",    # lesson 03: the strategy (one rate) measured against the frozen head
+    shift_side=24,           # lesson 03's domain shift: photos shrunk to this many pixels and scaled back up
     ft_lr=0.01,              # peak learning rate of the last layer group when fine-tuning
     ft_lr_ratio=100,         # discriminative rates: the first group learns ft_lr / ft_lr_ratio
     ft_optimizer="sgd",      # sgd (with momentum 0.9, the reference recipe) or adamw
@@ -57,24 +61,31 @@ PROFILES = {
     "smoke": _COMMON | dict(
         train_per_class=8, val_per_class=6, img_size=160, batch_size=16, workers=0, lenet_epochs=3,
         arch="tf_efficientnet_lite0", archs=["tf_efficientnet_lite0"], feature_views=1, naive_epochs=1,
-        ft_epochs=1, ft_strategies=["freeze", "partial"], finder_steps=12,
+        ft_epochs=1, ft_strategies=["freeze", "partial", "full"], finder_steps=12,
+        cmp_size=64, cmp_per_class=2, cmp_val_per_class=2, cmp_epochs=1, pays_per_class=[1, 2],
         ensemble_archs=_LITES[:2], amp=False),
     "laptop": _COMMON | dict(
         train_per_class=100, val_per_class=50, img_size=None, batch_size=64, lenet_epochs=12,
         arch="tf_efficientnet_lite0", archs=_LITES, feature_views=1, naive_epochs=1, naive_photos=100,
-        ft_epochs=2, ft_strategies=["partial"], finder_steps=40, ensemble_archs=_LITES, amp=False,
+        ft_epochs=2, ft_strategies=["freeze", "partial", "full"], finder_steps=40, ensemble_archs=_LITES,
+        amp=False,
+        cmp_size=64, cmp_per_class=20, cmp_val_per_class=30, cmp_epochs=3, pays_per_class=[5, 20, 100],
         engine="onnx"),
     "cpu": _COMMON | dict(
         train_per_class=None, val_per_class=None, img_size=None, batch_size=64, lenet_epochs=15,
         arch="tf_efficientnet_lite2", archs=_LITES, feature_views=1, naive_epochs=1, naive_photos=200,
-        ft_epochs=2, ft_strategies=["partial"], finder_steps=60, ensemble_archs=_LITES, amp=False,
+        ft_epochs=2, ft_strategies=["freeze", "partial", "full"], finder_steps=60, ensemble_archs=_LITES,
+        amp=False,
+        cmp_size=64, cmp_per_class=60, cmp_val_per_class=60, cmp_epochs=3, pays_per_class=[10, 30, 60, 1000],
         engine="onnx",
         targets=dict(feature_extractor=0.95, finetune=0.96, ensemble=0.97)),
     "gpu": _COMMON | dict(
         train_per_class=None, val_per_class=None, img_size=None, batch_size=64, workers=8, lenet_epochs=30,
         arch="resnet50.a1_in1k", archs=_RESNETS, feature_views=4, naive_epochs=3, ft_epochs=20,
         ft_cached=False, ft_strategies=["freeze", "partial", "full"], finder_steps=100,
-        ensemble_archs=_RESNETS, amp=True),
+        ensemble_archs=_RESNETS, amp=True,
+        cmp_arch="resnet50.a1_in1k", cmp_size=224, cmp_per_class=100, cmp_val_per_class=100, cmp_epochs=5,
+        cmp_lr=1e-2, pays_per_class=[10, 30, 100, 1000]),
 }
 
 # %% ../nbs/core.ipynb #9f05f5b5
@@ -139,6 +150,7 @@ def configure(params: dict,        # the lesson's parameters (pass `globals()`);
 
 # %% ../nbs/core.ipynb #c0de0016
 _CHOICES = dict(ft_strategy=("freeze", "partial", "full"),
+                pays_strategy=("partial", "full"),
                 bn=("frozen", "train"),
                 ft_optimizer=("sgd", "adamw"),
                 engine=("torch", "onnx"),
@@ -162,6 +174,9 @@ def _expected(name: str):  # a setting of PROFILES
     if name == "ft_strategies":
         strategies = _CHOICES["ft_strategy"]
         return f"a list of {', '.join(strategies)}", lambda v: names(v) and set(v) <= set(strategies)
+    if name == "pays_per_class":
+        counts = lambda v: isinstance(v, list) and len(v) > 0 and all(type(n) is int and n > 0 for n in v)
+        return "a non-empty list of whole numbers > 0", counts
     if kind is list:
         return "a non-empty list of names", names
     if kind is dict:

@@ -12,17 +12,21 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision import transforms as T
+from torchvision.transforms import functional as TF
 from .core import load_checkpoint, save_checkpoint
-from .data import eval_transform, make_loader, train_transform
+from .data import eval_transform, load_rgb, make_loader, train_transform
 from .models import (FrozenFeatures, Tail, cached_pass, create_backbone, feature_sequence,
-                           freeze_backbone, layer_groups, photo_keys, unfreeze)
-from .train import fit, get_device, one_cycle, predict_probs, set_seed, train_mode
+                           freeze_backbone, layer_groups, photo_keys, train_linear_head, unfreeze)
+from .train import fit, get_device, map_batches, one_cycle, predict_probs, set_seed, train_mode
 
 # %% auto #0
 __all__ = ['group_lrs', 'param_groups', 'apply_strategy', 'trainable_groups', 'group_table', 'gradual_stages', 'climb_rule',
            'lr_find', 'plot_lr_find', 'Source', 'finetune_source', 'finetune', 'valid_probs', 'finetune_gradual',
+           'photo_tensors', 'random_shift', 'TensorImages', 'memory_source', 'fit_head', 'LowResolution',
            'save_finetuned', 'finetuned_model']
 
 # %% ../nbs/03_finetune.ipynb #3fd71075
@@ -291,6 +295,87 @@ def finetune_gradual(model: nn.Module,              # the backbone with its trai
         history += [r | dict(epoch=len(history) + j + 1, stage=i, groups=n) for j, r in enumerate(hist)]
         seconds += secs
     return history, seconds
+
+# %% ../nbs/03_finetune.ipynb #c0de0331
+def photo_tensors(items: list,  # (path, label) pairs
+                  size: int,    # side of the square photos, in pixels
+                  shift=None):  # PIL image -> PIL image, applied after resizing (a domain shift); None: none
+    "Photos decoded once, resized and centre-cropped to `size`: uint8 (N, 3, size, size), and their labels."
+    images = []
+    for path, _ in items:
+        im = TF.center_crop(TF.resize(load_rgb(path), size), size)
+        images.append(TF.pil_to_tensor(shift(im) if shift else im))
+    return torch.stack(images), torch.tensor([label for _, label in items])
+
+def random_shift(x: torch.Tensor) -> torch.Tensor:  # one image (C, H, W)
+    "The image moved by up to an eighth of its side in each direction, the border filled by reflection."
+    pad = x.shape[-1] // 8
+    padded = F.pad(x[None], (pad, pad, pad, pad), mode="reflect")[0]
+    i, j = torch.randint(0, 2 * pad + 1, (2,)).tolist()
+    return padded[:, i:i + x.shape[-2], j:j + x.shape[-1]]
+
+class TensorImages(torch.utils.data.Dataset):
+    "uint8 photos, normalised on the way out; `augment`: random mirror and shift; `mirror`: always mirrored."
+    def __init__(self, images, labels, data_cfg: dict, augment: bool = False, mirror: bool = False):
+        self.images, self.labels, self.augment, self.mirror = images, labels, augment, mirror
+        self.mean = torch.tensor(data_cfg["mean"]).view(3, 1, 1)
+        self.std = torch.tensor(data_cfg["std"]).view(3, 1, 1)
+    def __len__(self):
+        return len(self.labels)
+    def __getitem__(self, i):
+        x = self.images[i].float() / 255
+        if self.mirror or (self.augment and torch.rand(()) < 0.5):
+            x = x.flip(-1)
+        if self.augment:
+            x = random_shift(x)
+        return (x - self.mean) / self.std, self.labels[i]
+
+# %% ../nbs/03_finetune.ipynb #c0de0334
+def memory_source(model: nn.Module,  # the backbone with its head
+                  train: tuple,      # (images, labels) from photo_tensors
+                  valid: tuple,      # (images, labels) from photo_tensors
+                  data_cfg: dict,    # the model's data config (mean and std)
+                  key: list,         # what the photos are, for checkpoint names
+                  batch_size: int = 32,
+                  seed: int = 42) -> Source:
+    "Photos in memory through the whole network, with a random mirror and shift each time a photo is seen."
+    train_ds = TensorImages(*train, data_cfg, augment=True)
+    train_dl = DataLoader(train_ds, batch_size, shuffle=True, drop_last=len(train_ds) > batch_size,
+                          generator=torch.Generator().manual_seed(seed))
+    val_dl = DataLoader(TensorImages(*valid, data_cfg), 128)
+    def flipped():
+        return DataLoader(TensorImages(*valid, data_cfg, mirror=True), 128)
+    return Source(model, train_dl, val_dl, key, (), flipped)
+
+def fit_head(model: nn.Module,  # a backbone; its classifier is replaced by the trained head
+             train: tuple,      # (images, labels) from photo_tensors
+             valid: tuple,      # (images, labels) from photo_tensors
+             data_cfg: dict,
+             epochs: int = 25,
+             lr: float = 0.1,
+             seed: int = 42,
+             init: tuple | None = None) -> nn.Module:  # (weight, bias) to start from, as imagenet_rows gives
+    "Lesson 02's starting point on photos in memory: a linear head trained on the frozen features."
+    def features(images, labels):
+        dl = DataLoader(TensorImages(images, labels, data_cfg), 128)
+        pooled = lambda xb: model.forward_head(model.forward_features(xb), pre_logits=True)
+        return map_batches(pooled, model, dl)
+    head, _ = train_linear_head(features(*train), features(*valid), epochs, lr, seed=seed,
+                                n_classes=model.get_classifier().out_features, init=init)
+    model.get_classifier().load_state_dict(head[1].state_dict())
+    return model.cpu()
+
+# %% ../nbs/03_finetune.ipynb #c0de0351
+class LowResolution:
+    "A domain shift: the photo shrunk to `side` pixels on its longer side and scaled back up (a thumbnail)."
+    def __init__(self, side: int):  # pixels on the longer side of the small version
+        self.side = side
+    def __call__(self, im):
+        small = im.copy()
+        small.thumbnail((self.side, self.side), Image.BILINEAR)
+        return small.resize(im.size, Image.BILINEAR)
+    def __repr__(self):
+        return f"LowResolution({self.side})"
 
 # %% ../nbs/03_finetune.ipynb #41a8e9de
 def save_finetuned(path: Path,        # usually <run folder>/finetuned.pt
