@@ -67,9 +67,9 @@ PROFILES = {
     "laptop": _COMMON | dict(
         train_per_class=100, val_per_class=50, img_size=None, batch_size=64, lenet_epochs=12,
         arch="tf_efficientnet_lite0", archs=_LITES, feature_views=1, naive_epochs=1, naive_photos=100,
-        ft_epochs=2, ft_strategies=["freeze", "partial", "full"], finder_steps=40, ensemble_archs=_LITES,
+        ft_epochs=2, ft_strategies=["freeze", "partial", "full"], finder_steps=30, ensemble_archs=_LITES,
         amp=False,
-        cmp_size=64, cmp_per_class=20, cmp_val_per_class=30, cmp_epochs=3, pays_per_class=[5, 20, 100],
+        cmp_size=64, cmp_per_class=20, cmp_val_per_class=25, cmp_epochs=3, pays_per_class=[5, 20, 50],
         engine="onnx"),
     "cpu": _COMMON | dict(
         train_per_class=None, val_per_class=None, img_size=None, batch_size=64, lenet_epochs=15,

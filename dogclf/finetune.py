@@ -26,8 +26,8 @@ from .train import fit, get_device, map_batches, one_cycle, predict_probs, set_s
 # %% auto #0
 __all__ = ['group_lrs', 'param_groups', 'apply_strategy', 'trainable_groups', 'group_table', 'gradual_stages', 'climb_rule',
            'lr_find', 'plot_lr_find', 'Source', 'finetune_source', 'finetune', 'valid_probs', 'finetune_gradual',
-           'photo_tensors', 'random_shift', 'TensorImages', 'memory_source', 'fit_head', 'LowResolution',
-           'save_finetuned', 'finetuned_model']
+           'photo_tensors', 'random_translation', 'TensorImages', 'batch_for', 'memory_source', 'fit_head',
+           'LowResolution', 'save_finetuned', 'finetuned_model']
 
 # %% ../nbs/03_finetune.ipynb #3fd71075
 def group_lrs(n_groups: int,                     # how many layer groups
@@ -106,11 +106,13 @@ def gradual_stages(n_groups: int,   # groups that end up training, head included
 def climb_rule(lrs: list,            # the sweep's rates, increasing
                losses: list,         # the smoothed loss at each rate
                rise: float = 0.25,   # "clearly above": this fraction above the minimum
+               floor: float = 0.1,   # and at least this much above it (a low loss makes 25 % tiny, within noise)
                below: float = 10.0):  # the suggestion is this many times lower than the climb
-    "(climb / below, climb): climb is the first rate where the loss rises `rise` above its minimum."
+    "(climb / below, climb): climb is the first rate where the loss rises clearly above its minimum."
     losses = np.asarray(losses, dtype=float)
     best = int(np.nanargmin(losses))
-    above = np.nonzero(~(losses[best:] <= losses[best] * (1 + rise)))[0]   # NaN counts as above
+    limit = max(losses[best] * (1 + rise), losses[best] + floor)
+    above = np.nonzero(~(losses[best:] <= limit))[0]   # NaN counts as above
     climb = float(lrs[best + above[0]] if len(above) else lrs[-1])
     return climb / below, climb
 
@@ -307,7 +309,7 @@ def photo_tensors(items: list,  # (path, label) pairs
         images.append(TF.pil_to_tensor(shift(im) if shift else im))
     return torch.stack(images), torch.tensor([label for _, label in items])
 
-def random_shift(x: torch.Tensor) -> torch.Tensor:  # one image (C, H, W)
+def random_translation(x: torch.Tensor) -> torch.Tensor:  # one image (C, H, W)
     "The image moved by up to an eighth of its side in each direction, the border filled by reflection."
     pad = x.shape[-1] // 8
     padded = F.pad(x[None], (pad, pad, pad, pad), mode="reflect")[0]
@@ -327,10 +329,15 @@ class TensorImages(torch.utils.data.Dataset):
         if self.mirror or (self.augment and torch.rand(()) < 0.5):
             x = x.flip(-1)
         if self.augment:
-            x = random_shift(x)
+            x = random_translation(x)
         return (x - self.mean) / self.std, self.labels[i]
 
 # %% ../nbs/03_finetune.ipynb #c0de0334
+def batch_for(n_photos: int,        # training photos
+              largest: int = 32):  # the batch size for large sets
+    "A batch size giving at least 8 steps per epoch on small sets (and no less than 4 photos a batch)."
+    return max(4, min(largest, n_photos // 8))
+
 def memory_source(model: nn.Module,  # the backbone with its head
                   train: tuple,      # (images, labels) from photo_tensors
                   valid: tuple,      # (images, labels) from photo_tensors
