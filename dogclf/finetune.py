@@ -106,7 +106,7 @@ def gradual_stages(n_groups: int,   # groups that end up training, head included
 def climb_rule(lrs: list,            # the sweep's rates, increasing
                losses: list,         # the smoothed loss at each rate
                rise: float = 0.25,   # "clearly above": this fraction above the minimum
-               floor: float = 0.1,   # and at least this much above it (a low loss makes 25 % tiny, within noise)
+               floor: float = 0.1,   # and at least this much above it (25 % of a low loss is noise)
                below: float = 10.0):  # the suggestion is this many times lower than the climb
     "(climb / below, climb): climb is the first rate where the loss rises clearly above its minimum."
     losses = np.asarray(losses, dtype=float)
