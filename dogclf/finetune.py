@@ -19,9 +19,10 @@ from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 from .core import load_checkpoint, save_checkpoint
 from .data import eval_transform, load_rgb, make_loader, train_transform
-from .models import (FrozenFeatures, Tail, cached_pass, create_backbone, feature_sequence,
-                           freeze_backbone, layer_groups, photo_keys, train_linear_head, unfreeze)
-from .train import fit, get_device, map_batches, one_cycle, predict_probs, set_seed, train_mode
+from .models import (FrozenFeatures, Tail, cached_pass, create_backbone, extract_features,
+                           feature_sequence, freeze_backbone, layer_groups, photo_keys, train_linear_head,
+                           unfreeze)
+from .train import fit, get_device, one_cycle, predict_probs, set_seed, train_mode
 
 # %% auto #0
 __all__ = ['group_lrs', 'param_groups', 'apply_strategy', 'trainable_groups', 'group_table', 'gradual_stages', 'climb_rule',
@@ -364,9 +365,7 @@ def fit_head(model: nn.Module,  # a backbone; its classifier is replaced by the 
              init: tuple | None = None) -> nn.Module:  # (weight, bias) to start from, as imagenet_rows gives
     "Lesson 02's starting point on photos in memory: a linear head trained on the frozen features."
     def features(images, labels):
-        dl = DataLoader(TensorImages(images, labels, data_cfg), 128)
-        pooled = lambda xb: model.forward_head(model.forward_features(xb), pre_logits=True)
-        return map_batches(pooled, model, dl)
+        return extract_features(model, DataLoader(TensorImages(images, labels, data_cfg), 128))
     head, _ = train_linear_head(features(*train), features(*valid), epochs, lr, seed=seed,
                                 n_classes=model.get_classifier().out_features, init=init)
     model.get_classifier().load_state_dict(head[1].state_dict())
