@@ -32,8 +32,8 @@ def stage_of(cfg, split, arch: str, views: int):
 def with_tta(source, unseen) -> dict:
     "Scores of the source's network on val, plus its val accuracy averaged with the mirrored photos."
     p, y = valid_probs(source)
-    pt, _ = valid_probs(source, hflip=True)
-    return dict(scores(p, y, unseen), val_acc_tta=scores(pt, y, unseen)["val_acc"])
+    mirrored, _ = valid_probs(source, mirrored=True)
+    return dict(scores(p, y, unseen), val_acc_tta=scores((p + mirrored) / 2, y, unseen)["val_acc"])
 
 def source_of(cfg, split, stage, model):
     return finetune_source(model, stage.features, split, stage.data_cfg, cfg.out, cfg.batch_size, cfg.workers, cfg.seed)

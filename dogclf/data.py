@@ -21,9 +21,10 @@ from .core import atomic_write
 # %% auto #0
 __all__ = ['WOOF_BREEDS', 'DATASETS', 'IMAGE_EXTS', 'Split', 'take_per_class', 'stratified_split', 'load_split',
            'unseen_by_imagenet', 'data_config', 'eval_transform', 'train_transform', 'ImageDataset', 'seed_worker',
-           'make_loader', 'show_grid', 'baselines', 'Archive', 'DatasetInfo', 'DownloadError', 'download',
-           'safe_extract', 'check_archive', 'count_photos', 'get_dataset', 'resolve_data', 'load_rgb', 'check_images',
-           'photo_listing', 'breed_name', 'image_files', 'class_folders', 'folder_items', 'detect_layout', 'read_split']
+           'make_loader', 'decoded_photos', 'show_grid', 'baselines', 'Archive', 'DatasetInfo', 'DownloadError',
+           'download', 'safe_extract', 'check_archive', 'count_photos', 'get_dataset', 'resolve_data', 'load_rgb',
+           'check_images', 'photo_listing', 'breed_name', 'image_files', 'class_folders', 'folder_items',
+           'detect_layout', 'read_split']
 
 # %% ../nbs/00_data.ipynb #ccb40898
 WOOF_BREEDS = {"n02086240": "Shih-Tzu", "n02087394": "Rhodesian ridgeback", "n02088364": "beagle",
@@ -129,15 +130,16 @@ def train_transform(data_cfg: dict,               # a data config, as data_confi
 
 # %% ../nbs/00_data.ipynb #f1602f2d
 class ImageDataset(Dataset):
-    "`(path, label)` items as `(transformed image, label)`."
+    "`(path, label)` items (or `(PIL image, label)`, decoded already) as `(transformed image, label)`."
     def __init__(self, items: list, tfm):
         self.items = items
         self.tfm = tfm
     def __len__(self):
         return len(self.items)
     def __getitem__(self, i):
-        path, label = self.items[i]
-        return self.tfm(load_rgb(path)), label
+        photo, label = self.items[i]
+        image = photo if isinstance(photo, Image.Image) else load_rgb(photo)
+        return self.tfm(image), label
 
 def seed_worker(worker_id: int):
     "Seed NumPy and `random` in a DataLoader worker from torch's per-worker seed."
@@ -158,6 +160,19 @@ def make_loader(items: list,             # (path, label) pairs
     return DataLoader(ImageDataset(items, tfm), batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                       pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker, drop_last=drop_last,
                       generator=torch.Generator().manual_seed(seed), persistent_workers=workers > 0)
+
+# %% ../nbs/00_data.ipynb #d3c0de02
+def decoded_photos(items: list,  # (path, label) pairs
+                   side: int):   # the shorter side of the photos kept in memory, in pixels
+    "`(PIL image, label)` pairs: every photo decoded once and shrunk (aspect kept) to shorter side `side`."
+    photos = []
+    for path, label in tqdm(items, desc="decoding", leave=False, mininterval=10):
+        im = load_rgb(path)
+        scale = side / min(im.size)
+        if scale < 1:
+            im = im.resize((round(im.width * scale), round(im.height * scale)), Image.BILINEAR)
+        photos.append((im, label))
+    return photos
 
 # %% ../nbs/00_data.ipynb #e0f3765b
 def show_grid(images: list,       # PIL images or (C,H,W) tensors

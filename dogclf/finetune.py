@@ -28,7 +28,7 @@ from .train import fit, get_device, one_cycle, predict_probs, set_seed, train_mo
 __all__ = ['group_lrs', 'param_groups', 'apply_strategy', 'trainable_groups', 'group_table', 'gradual_stages', 'climb_rule',
            'lr_find', 'plot_lr_find', 'Source', 'finetune_source', 'finetune', 'valid_probs', 'finetune_gradual',
            'photo_tensors', 'random_translation', 'TensorImages', 'batch_for', 'memory_source', 'fit_head',
-           'LowResolution', 'save_finetuned', 'finetuned_model']
+           'LowResolution', 'save_finetuned', 'finetuned_predictions', 'finetuned_model']
 
 # %% ../nbs/03_finetune.ipynb #3fd71075
 def group_lrs(n_groups: int,                     # how many layer groups
@@ -207,12 +207,12 @@ def _cached_source(model, features, split, data_cfg, folder, batch_size, workers
     y = torch.cat([a.y for a in features.train_acts])
     train_dl = DataLoader(TensorDataset(X, y), batch_size, shuffle=True, drop_last=len(y) > batch_size,
                           generator=torch.Generator().manual_seed(seed))
-    val_dl = DataLoader(TensorDataset(features.valid_acts.X, features.valid_acts.y), 256)
+    val_dl = DataLoader(TensorDataset(features.valid_acts.X, features.valid_acts.y), 64)
     start = features.start
     def flipped():
         acts = cached_pass(model, split.valid, eval_transform(data_cfg), folder, "valid_flip", start, True,
                            batch_size, workers, engine=features.engine)
-        return DataLoader(TensorDataset(acts.X, acts.y), 256)
+        return DataLoader(TensorDataset(acts.X, acts.y), 64)
     trunk = tuple(f"{n}." for n, _ in feature_sequence(model)[:start])
     key = [a.key for a in features.train_acts]
     return Source(Tail(model, start), train_dl, val_dl, key, trunk, flipped)
@@ -270,14 +270,10 @@ def finetune(model: nn.Module,              # the backbone with its trained head
     return history, sum(r["wall_s"] for r in history)   # training time, also when resumed from a checkpoint
 
 # %% ../nbs/03_finetune.ipynb #1c6ffb04
-def valid_probs(source: Source,        # finetune_source(...)
-                hflip: bool = False):  # average with the mirrored validation inputs
-    "Validation probabilities and targets of `source.net`."
-    probs, y = predict_probs(source.net, source.val_dl)
-    if hflip:
-        mirrored, _ = predict_probs(source.net, source.flipped())
-        probs = (probs + mirrored) / 2
-    return probs, y
+def valid_probs(source: Source,           # finetune_source(...)
+                mirrored: bool = False):  # the mirrored validation inputs instead of the plain ones
+    "Validation probabilities and targets of `source.net`, on the plain or on the mirrored inputs."
+    return predict_probs(source.net, source.flipped() if mirrored else source.val_dl)
 
 # %% ../nbs/03_finetune.ipynb #c0de030f
 def finetune_gradual(model: nn.Module,              # the backbone with its trained head
@@ -388,9 +384,20 @@ def save_finetuned(path: Path,        # usually <run folder>/finetuned.pt
                    model: nn.Module,  # the fine-tuned model
                    arch: str,         # its timm name
                    classes: list,     # class ids in output order
-                   data_cfg: dict):   # its data config
-    "Save a fine-tuned model with what is needed to rebuild it."
-    save_checkpoint(path, model=model.state_dict(), arch=arch, classes=classes, data_config=data_cfg)
+                   data_cfg: dict,    # its data config
+                   predictions: dict | None = None):  # its validation probabilities, to reuse
+    "Save a fine-tuned model with what is needed to rebuild it, and its validation predictions."
+    save_checkpoint(path, model=model.state_dict(), arch=arch, classes=classes, data_config=data_cfg,
+                    predictions=predictions)
+
+def finetuned_predictions(out: Path,     # a run folder where lesson 03 ran
+                          photos: list):  # the (path, label) validation pairs the caller scores
+    "The saved validation probabilities (plain and mirrored) and targets, if they were made on `photos`."
+    path = Path(out) / "finetuned.pt"
+    saved = load_checkpoint(path).get("predictions") if path.exists() else None
+    if saved is None or saved["photos"] != [str(p) for p, _ in photos]:
+        return None
+    return saved
 
 def finetuned_model(out: Path) -> tuple:  # a run folder where lesson 03 ran
     "The run's fine-tuned model, its data config and its classes, from `out`/finetuned.pt."

@@ -133,7 +133,7 @@ class Tail(nn.Module):
         self.layers = [m for _, m in feature_sequence(model)[start:]]   # a plain list: kept under `model`
 
     def forward(self, h: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        h = h.float()   # activations are cached as float16
+        h = h.float().contiguous(memory_format=torch.channels_last)   # cached as float16; the fast layout
         for m in self.layers:
             h = m(h)
         return self.model.forward_head(h, pre_logits=pre_logits)
@@ -166,7 +166,7 @@ def run_tail(model: nn.Module,          # a timm model
              start: int,                # where the activations were cut
              X: torch.Tensor,           # cached activations
              pre_logits: bool = False,  # return pooled features instead of logits
-             batch_size: int = 256):
+             batch_size: int = 64):
     "Logits (or pooled features) of cached activations `X` through the tail, in eval mode, on the CPU."
     tail = Tail(model, start).eval()
     device = next(model.parameters()).device

@@ -104,7 +104,7 @@ def map_batches(fn,                     # called with each batch of images on th
         xb = xb.to(device, non_blocking=True)
         if hflip:
             xb = xb.flip(3)
-        if device.type == "cuda" and xb.ndim == 4:   # images: the layout convolutions run fastest in
+        if xb.ndim == 4:   # images: channels_last is the layout convolutions run fastest in (GPU and CPU)
             xb = xb.contiguous(memory_format=torch.channels_last)
         outputs.append(fn(xb).cpu())
         targets.append(yb)
@@ -197,7 +197,7 @@ def _train_epoch(model: nn.Module,
     for i, (xb, yb) in enumerate(tqdm(dl, desc=f"epoch {epoch}", leave=False, mininterval=2)):
         xb = xb.to(device, non_blocking=True)
         yb = yb.to(device, non_blocking=True)
-        if device.type == "cuda" and xb.ndim == 4:   # images: the layout convolutions run fastest in
+        if xb.ndim == 4:   # images: channels_last is the layout convolutions run fastest in (GPU and CPU)
             xb = xb.contiguous(memory_format=torch.channels_last)
         logits, loss = _step(model, xb, yb, loss_fn, dtype, scaler, accum_steps)
         _check_finite(loss, epoch, i + 1, opt)        # before the update: a NaN never reaches the weights
