@@ -6,7 +6,10 @@ Lesson 02's pass decodes photos, resizes them and runs the frozen backbone. This
 part alone and each way of running the backbone on the same batch of photos: eager PyTorch under
 `no_grad` and under `inference_mode`, channels_last, `torch.compile`, ONNX Runtime, one thread vs all,
 and the batch size; then the whole pass as lesson 02 runs it. Every candidate's features are checked
-against the eager ones (largest absolute difference). Figures, not tests: nothing is asserted.
+against the eager ones (largest absolute difference). Lessons 02-04 also run the backbone's last layer
+groups (the tail) over cached trunk activations, in eager PyTorch, to pool features, to score and to
+fine-tune: the tail is timed too, in the memory layout and batch size it ran in before and in the ones
+the library uses now. Figures, not tests: nothing is asserted.
 Writes benchmarks/frozen_pass.json; with --readme rebuilds README's frozen-pass table."""
 import argparse, json, tempfile, time
 from pathlib import Path
@@ -14,7 +17,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from dogclf.core import atomic_write, environment, project_root
 from dogclf.data import ImageDataset, data_config, eval_transform, make_loader, read_split, take_per_class
-from dogclf.models import create_backbone, extract_features, onnx_pass
+from dogclf.models import (Tail, create_backbone, extract_features, forward_trunk, onnx_pass, run_tail,
+                           tail_start)
+from dogclf.finetune import apply_strategy
+from dogclf.train import train_mode
 from dogclf.analysis import update_readme
 
 
@@ -127,6 +133,52 @@ def whole_pass(model, items: list, tfm, batch: int) -> dict:
                 len(items) / seconds(lambda: onnx_pass(model, None, dl), 1)}
 
 
+def tail_rates(x: torch.Tensor, groups: int = 3) -> dict:
+    "Images/s of the tail (the last `groups` layer groups) on cached activations: scoring and training steps."
+    model = create_backbone(ARGS.arch, num_classes=10).eval()
+    start = tail_start(model, groups)
+    with torch.inference_mode():
+        acts = forward_trunk(model, x, start).half()   # what lesson 02 caches
+    acts = acts.repeat(4, 1, 1, 1)                     # 4 batches
+    tail = Tail(model, start).eval()
+    def contiguous_pass(batch):                        # the layout the tail used to run in
+        with torch.inference_mode():
+            return torch.cat([tail.model.forward_head(_seq(tail, acts[i:i + batch].float()))
+                              for i in range(0, len(acts), batch)])
+    reference = contiguous_pass(64)
+    rows = {}
+    scorers = {"tail scoring, contiguous, batch 256 (before)": lambda: contiguous_pass(256),
+               "tail scoring, contiguous, batch 64": lambda: contiguous_pass(64),
+               "tail scoring, channels_last, batch 64 (run_tail now)": lambda: run_tail(model, start, acts)}
+    for name, fn in scorers.items():
+        diff = float((fn() - reference).abs().max())
+        rows[name] = dict(images_per_s=len(acts) / seconds(fn, 1), max_abs_diff=diff)
+    apply_strategy(model, "partial", groups)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+    y = torch.randint(0, 10, (len(acts),))
+    def train_steps(channels_last: bool):
+        train_mode(model, freeze_bn=True)
+        for i in range(0, len(acts), 64):
+            h = acts[i:i + 64].float()
+            logits = tail(h) if channels_last else tail.model.forward_head(_seq(tail, h))
+            loss = torch.nn.functional.cross_entropy(logits, y[i:i + 64])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    rows["tail training step, contiguous, batch 64 (before)"] = dict(
+        images_per_s=len(acts) / seconds(lambda: train_steps(False), 1))
+    rows["tail training step, channels_last, batch 64 (fit now)"] = dict(
+        images_per_s=len(acts) / seconds(lambda: train_steps(True), 1))
+    return rows
+
+
+def _seq(tail, h):
+    "The tail's layers on h in the layout h comes in (Tail.forward makes it channels_last)."
+    for m in tail.layers:
+        h = m(h)
+    return h
+
+
 def readme_section(res: dict) -> str:
     "Markdown table of the run for README."
     limit = res["matmul_gflops"]
@@ -138,10 +190,23 @@ def readme_section(res: dict) -> str:
              "| --- | --- | --- | --- | --- |"]
     eager = res["rows"]["eager, no_grad"]["images_per_s"]
     for name, r in res["rows"].items():
+        if name.startswith("tail"):
+            continue   # their own table below
         flops = not name.startswith("decode")   # decoding runs no backbone: no share of the GFLOP/s limit
         share = f"{r['images_per_s'] * res['gflop_per_image'] / limit:.0%}" if flops else ""
         diff = "" if r.get("max_abs_diff") is None else f"{r['max_abs_diff']:.1e}"
         lines.append(f"| {name} | {r['images_per_s']:.1f} | {r['images_per_s'] / eager:.2f} | {share} | {diff} |")
+    tails = [n for n in res["rows"] if n.startswith("tail")]
+    if tails:
+        lines += ["", f"The tail: the last 3 layer groups of {res['arch']} on cached activations of {res['batch']} "
+                      "photos repeated 4 times (× compares with the first row of this table).", "",
+                  "| tail candidate | images/s | × contiguous, batch 256 | largest difference |",
+                  "| --- | --- | --- | --- |"]
+        base = res["rows"][tails[0]]["images_per_s"]
+        for name in tails:
+            r = res["rows"][name]
+            diff = "" if r.get("max_abs_diff") is None else f"{r['max_abs_diff']:.1e}"
+            lines.append(f"| {name} | {r['images_per_s']:.1f} | {r['images_per_s'] / base:.2f} | {diff} |")
     return "\n".join(lines) + "\n"
 
 
@@ -169,6 +234,7 @@ def main():
     model.eval()
     rows |= {k: dict(images_per_s=v) for k, v in thread_and_batch_rates(model, x).items()}
     rows |= {k: dict(images_per_s=v) for k, v in whole_pass(model, items, tfm, ARGS.batch).items()}
+    rows |= tail_rates(x)
     env = environment()
     res = dict(arch=ARGS.arch, batch=ARGS.batch, photos=len(items), size=dc["input_size"][-1],
                threads=torch.get_num_threads(), date=time.strftime("%Y-%m-%d"), device=env["device"],
