@@ -14,9 +14,12 @@ from pathlib import Path
 import torch
 from dogclf.core import atomic_write, environment
 from dogclf.data import data_config, load_split
-from dogclf.finetune import (LowResolution, batch_for, finetune, fit_head, memory_source, photo_tensors,
-                             valid_probs)
-from dogclf.models import create_backbone, imagenet_indices, imagenet_rows
+from types import SimpleNamespace
+from dogclf.core import PROFILES
+from dogclf.finetune import (FinetuneConfig, LowResolution, batch_for, finetune, fit_head, memory_source,
+                             photo_tensors, valid_probs)
+from dogclf.models import FrozenConfig, create_backbone, imagenet_indices, imagenet_rows
+from dogclf.noise import two_se as two_standard_errors
 from dogclf.train import accuracy, set_seed
 
 RECIPES = [  # (name, strategy, peak rate, discriminative ratio or None, keep BatchNorm statistics, optimizer)
@@ -45,18 +48,23 @@ def main():
     rows = imagenet_rows(start.get_classifier(), imagenet_indices(split.classes))
     start.reset_classifier(len(split.classes))
     set_seed(42)
-    start = fit_head(start, train, valid, cfg, 25, 0.01, 42, rows)
+    start = fit_head(start, train, valid, data_cfg=cfg, epochs=25, lr=0.01, seed=42, init=rows)
+    settings = SimpleNamespace(**PROFILES["cpu"])   # the frozen start's head settings, recorded in the config
     n_val, out = len(split.valid), []
     print(f"{args.arch} at {args.size} px, {len(split.train)} training and {n_val} validation photos, "
           f"{args.epochs} epochs, shift {args.shift or 'none'}")
     for name, strategy, lr, ratio, keep_bn, optimizer in RECIPES:
         model = copy.deepcopy(start)
-        source = memory_source(model, train, valid, cfg, [name], batch_for(len(split.train)))
+        batch = batch_for(len(split.train))
+        source = memory_source(model, train, valid, data_cfg=cfg, batch_size=batch)
         t0 = time.time()
-        history, _ = finetune(model, source, strategy, lr, ratio, args.epochs, 3, freeze_bn=keep_bn,
-                              optimizer=optimizer)
+        config = FinetuneConfig(frozen=FrozenConfig.from_settings(settings, arch=args.arch, img_size=args.size),
+                                strategy=strategy, lr=lr, lr_ratio=ratio, epochs=args.epochs, groups=3,
+                                bn="frozen" if keep_bn else "train", optimizer=optimizer, label_smoothing=0.0,
+                                batch_size=batch, accum_steps=1, amp=False, seed=42)
+        history, _ = finetune(source, config)
         acc = accuracy(*valid_probs(source))
-        two_se = 2 * math.sqrt(acc * (1 - acc) / n_val)
+        two_se = two_standard_errors(acc, n_val)
         out.append(dict(run=name, val_acc=acc, two_se=two_se, per_epoch=[r["val_acc"] for r in history],
                         wall_s=time.time() - t0))
         print(f"  {name}: {acc:.1%} (±{two_se:.1%}), per epoch {[round(r['val_acc'], 3) for r in history]}, "

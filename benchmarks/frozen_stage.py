@@ -37,11 +37,11 @@ def main():
     Xtr, ytr = extract_features(model, make_loader(train, tfm, a.batch_size, workers=a.workers))
     Xva, yva = extract_features(model, make_loader(valid, tfm, a.batch_size, workers=a.workers))
     extract_s = time.perf_counter() - t0
-    t0 = time.perf_counter(); _, hist = train_linear_head((Xtr, ytr), (Xva, yva), a.epochs, 0.1, a.batch_size); head_s = time.perf_counter() - t0
+    t0 = time.perf_counter(); _, hist = train_linear_head((Xtr, ytr), (Xva, yva), epochs=a.epochs, lr=0.1, batch_size=a.batch_size); head_s = time.perf_counter() - t0
     # naive: the backbone runs in every epoch; one epoch measured, scaled to `epochs`
     tdl = make_loader(train, tfm, a.batch_size, shuffle=True, workers=a.workers); vdl = make_loader(valid, tfm, a.batch_size, workers=a.workers)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
-    t0 = time.perf_counter(); fit(model, tdl, vdl, 1, opt, cosine_warmup(opt, 1, len(tdl), 0.5)); naive_epoch_s = time.perf_counter() - t0
+    t0 = time.perf_counter(); fit(model, tdl, vdl, epochs=1, opt=opt, sched=cosine_warmup(opt, 1, len(tdl), 0.5)); naive_epoch_s = time.perf_counter() - t0
     res = dict(arch=a.arch, images=len(train) + len(valid), forward_images_per_s_eager=eager, forward_images_per_s_channels_last=cl,
                cached_s=extract_s + head_s, cached_extract_s=extract_s, cached_head_s=head_s, naive_s=naive_epoch_s * a.epochs,
                epochs=a.epochs, cached_over_naive_speedup=naive_epoch_s * a.epochs / (extract_s + head_s), cached_val_acc=hist[-1]["val_acc"],

@@ -15,19 +15,19 @@ and measures, on the full val split and on its ILSVRC2012_val_* photos:
 Prints a table and the JSON, writes benchmarks/targets.json, and with --readme rebuilds README's
 targets section. Figures, not tests: nothing is asserted."""
 import argparse, copy, itertools, json, time
+from dataclasses import replace
 from pathlib import Path
 import torch
-from dogclf.core import atomic_write, configure, environment, project_root, run_file
+from dogclf.core import atomic_write, configure, environment, project_root
 from dogclf.data import load_split, unseen_by_imagenet
-from dogclf.finetune import finetune, finetune_source, finetuned_model, valid_probs
-from dogclf.models import frozen_stage, head_probs
+from dogclf.finetune import FinetuneConfig, finetune_run, finetune_source, finetuned_model, valid_probs
+from dogclf.models import FrozenConfig, frozen_stage, head_probs
 from dogclf.analysis import update_readme
 from dogclf.train import scores
 
 def stage_of(cfg, split, arch: str, views: int):
-    "The run's frozen stage of `arch` with `views` cached views (loads the run's caches)."
-    return frozen_stage(arch, split, cfg.out, cfg.img_size, views, cfg.ft_cached, cfg.ft_groups, cfg.head_epochs,
-                        cfg.head_lr, cfg.batch_size, cfg.workers, cfg.seed)
+    "The run's frozen stage of `arch` with `views` cached views: lesson 02's recipe, from the run's caches."
+    return frozen_stage(FrozenConfig.from_settings(cfg, arch=arch, views=views), split, cfg.out)
 
 def with_tta(source, unseen) -> dict:
     "Scores of the source's network on val, plus its val accuracy averaged with the mirrored photos."
@@ -36,20 +36,18 @@ def with_tta(source, unseen) -> dict:
     return dict(scores(p, y, unseen), val_acc_tta=scores((p + mirrored) / 2, y, unseen)["val_acc"])
 
 def source_of(cfg, split, stage, model):
-    return finetune_source(model, stage.features, split, stage.data_cfg, cfg.out, cfg.batch_size, cfg.workers, cfg.seed)
+    return finetune_source(model, stage, split, folder=cfg.out, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed)
 
 def frozen_and_finetuned(cfg, split, unseen, views: int, lr: float, epochs: int, smoothings: list) -> dict:
     "Frozen Lite head on `views` cached views, then its tail fine-tuned on them (partial, discriminative) with each label smoothing."
     stage = stage_of(cfg, split, cfg.arch, views)
     res = dict(frozen=dict(with_tta(source_of(cfg, split, stage, stage.model), unseen), views=views), finetuned=[])
-    for ls in smoothings:
-        m = copy.deepcopy(stage.model)   # each run starts from the trained head
-        src = source_of(cfg, split, stage, m)
-        ckpt = run_file(cfg.out, f"views{views}_{cfg.ft_strategy}", cfg.arch, src.key, lr, epochs, ls, cfg.seed)
-        hist, secs = finetune(m, src, cfg.ft_strategy, lr, cfg.ft_lr_ratio, epochs, cfg.ft_groups, cfg.bn == "frozen",
-                              cfg.ft_optimizer, ls, cfg.accum_steps, cfg.amp, ckpt, cfg.seed)
-        res["finetuned"].append(dict(with_tta(src, unseen), views=views, lr=lr, epochs=epochs, label_smoothing=ls,
-                                     train_s=secs, train_acc=[h["train_acc"] for h in hist],
+    for ls in smoothings:   # lesson 03's recipe on `views` views, at this rate and smoothing (each keyed by its config)
+        config = FinetuneConfig.from_settings(cfg, lr=lr, epochs=epochs, label_smoothing=ls)
+        run = finetune_run(replace(config, frozen=stage.config), split, cfg.out, stage=stage)
+        hist = run.history
+        res["finetuned"].append(dict(with_tta(run.source, unseen), views=views, lr=lr, epochs=epochs, label_smoothing=ls,
+                                     train_s=run.seconds, train_acc=[h["train_acc"] for h in hist],
                                      epoch_val_acc=[h["val_acc"] for h in hist]))
     return res
 

@@ -15,13 +15,16 @@ from PIL import Image
 from torchvision import transforms as T
 from .core import atomic_write
 from .data import load_rgb
+from .noise import two_se
 from .train import log_loss, nll
 
 # %% auto #0
-__all__ = ['STAGES', 'TABLE_COLUMNS', 'NO_UNSEEN', 'results_table', 'per_breed_report', 'most_confused', 'last_conv', 'grad_cam',
-           'confidence_bins', 'expected_calibration_error', 'apply_temperature', 'fit_temperature',
-           'cross_fitted_calibration', 'WithNormalization', 'preprocess_spec', 'export_onnx', 'onnx_input', 'predict',
-           'photo_counts', 'results_markdown', 'pays_markdown', 'update_readme']
+__all__ = ['STAGES', 'TABLE_COLUMNS', 'PRETRAINED', 'LOOK_ALIKES', 'NO_UNSEEN', 'results_table', 'label_bars', 'plot_stages',
+           'stages_reading', 'confusion_reading', 'concentration_note', 'per_breed_report', 'worst_breed_reading',
+           'most_confused', 'last_conv', 'grad_cam', 'confidence_bins', 'expected_calibration_error',
+           'apply_temperature', 'fit_temperature', 'cross_fitted_calibration', 'temperature_reading',
+           'WithNormalization', 'preprocess_spec', 'export_onnx', 'onnx_input', 'predict', 'photo_counts',
+           'results_markdown', 'pays_markdown', 'update_readme']
 
 # %% ../nbs/05_analysis.ipynb #631b13b0
 STAGES = ["random_guess", "majority", "lenet", "imagenet_head", "feature_extractor", "finetune", "ensemble"]
@@ -44,6 +47,158 @@ def results_table(results: dict) -> pd.DataFrame:  # the content of results.json
     table = pd.DataFrame(rows, columns=["stage", *TABLE_COLUMNS]).set_index("stage")
     return table.astype({column: float for column in TABLE_COLUMNS[1:]})
 
+# %% ../nbs/05_analysis.ipynb #263f624d
+PRETRAINED = ["imagenet_head", "feature_extractor", "finetune", "ensemble"]
+
+def label_bars(ax, values, errors, dots, low: float):  # low: the left end of the axis, in %
+    "Write each bar's value inside its base, or past its whisker and dot when the bar is too short."
+    span = 100 - low
+    for row, (value, error, dot) in enumerate(zip(values, errors, dots)):
+        inside = value - low > 0.3 * span
+        past = np.nanmax([value + error, dot + 1]) + 0.01 * span
+        ax.text(low + 0.01 * span if inside else past, row, f"{value:.1f} %", va="center", fontsize=8,
+                color="white" if inside else "black")
+
+def plot_stages(table,   # results_table(...)
+                title):  # the figure's title
+    "Every stage on a 0-100 % axis, and the pretrained stages zoomed in, bars labelled, ±2 standard errors."
+    import matplotlib.pyplot as plt
+    zoom = table.loc[[stage for stage in PRETRAINED if stage in table.index]]
+    panels = [table, zoom] if len(zoom) else [table]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.4), layout="constrained")
+    for k, (ax, rows) in enumerate(zip(np.atleast_1d(axes), panels)):
+        acc, unseen, n = rows["val_acc"][::-1] * 100, rows["val_acc_unseen"][::-1] * 100, rows["n_val"][::-1]
+        error = pd.Series([100 * two_se(a / 100, k) if k == k else 0.0 for a, k in zip(acc, n)],
+                          index=acc.index)   # 0 where n_val was not recorded
+        ax.barh(rows.index[::-1], acc, xerr=error, color="C0", ecolor="0.2", capsize=3,
+                label="all validation photos, ±2 standard errors")
+        if unseen.notna().any():
+            ax.plot(unseen, rows.index[::-1], "o", c="C3", label="never in ImageNet training")
+        low = 0 if k == 0 else max(0, np.floor(np.nanmin([acc.min(), unseen.min()])) - 2)
+        label_bars(ax, acc, error, unseen, low)
+        ax.set_xlim(low, 100)
+        panel = "every stage" if k == 0 else "pretrained stages, zoomed"
+        ax.set(xlabel="validation accuracy (%)", title=panel)
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
+    fig.suptitle(title)
+    return fig
+
+# %% ../nbs/05_analysis.ipynb #1b57969e
+def stages_reading(table: pd.DataFrame) -> str:  # results_table(...)
+    "What the table of stages says, rendered from its values."
+    if table.empty:
+        return "No stage is recorded in this run folder yet, so there is nothing to read: run lessons 00–04."
+    acc = table["val_acc"]
+    best = acc.idxmax()
+    text = f"**Reading the results.** The best stage of this run is **{best}** with {acc[best]:.1%}."
+    if "lenet" in acc and "imagenet_head" in acc:
+        text += (f" Pretraining is the big step: LeNet, trained from scratch on these photos, reaches "
+                 f"{acc['lenet']:.1%}; the ImageNet classifier, which trains nothing here, "
+                 f"{acc['imagenet_head']:.1%}.")
+        if "n_unseen" in table and not table["n_unseen"].fillna(0).any():
+            text += (" Read the pretrained figures with care: no validation photo here is known to be "
+                     "absent from "
+                     "ImageNet's training set, so the pretrained backbones may have seen some of them.")
+        if "random_guess" in acc and acc["lenet"] <= acc["random_guess"] + 0.02:
+            text += (f" LeNet is no better here than the random guess ({acc['random_guess']:.1%}): from this "
+                     "run's few photos per breed, training from scratch learns nothing that carries over to "
+                     "new photos.")
+    steps = [stage for stage in PRETRAINED if stage in acc]
+    counts = table["n_val"].dropna()
+    if len(steps) < 2 or counts.empty:
+        return text
+    n, p = int(counts.iloc[-1]), float(acc[steps].mean())
+    noise = two_se(p, n)
+    gaps = {f"{a} → {b}": acc[b] - acc[a] for a, b in zip(steps, steps[1:])}
+    big = [step for step, gap in gaps.items() if abs(gap) > noise]
+    listed = "; ".join(f"{step} {gap:+.1%}" for step, gap in gaps.items())
+    text += (f" Between neighbouring pretrained stages the gaps are: {listed}. Two standard errors of an "
+             f"accuracy near {p:.1%} on {n:,} photos are ±{noise:.1%}, so ")
+    if big:
+        verb = "is" if len(big) == 1 else "are"
+        text += f"{', '.join(big)} {verb} larger than the noise, and the rest are not."
+    else:
+        text += "none of these gaps is larger than the noise: the table does not rank the pretrained stages."
+    if "finetune → ensemble" in gaps:
+        text += (" The ensemble row averages several members and looks at each photo twice (flip TTA), the "
+                 "fine-tuned row is one model without TTA: lesson 04 separates what averaging, TTA and "
+                 "fine-tuning each bring.")
+    return text + (" (The stages are scored on the same photos, so a paired comparison "
+                   "(`dogclf.noise.paired`, as lessons 03 and 04 use) would be more sensitive; results.json "
+                   "keeps accuracies, not each photo's answer, so this table uses the cautious yardstick of "
+                   "one accuracy.)")
+
+# %% ../nbs/05_analysis.ipynb #799323ad
+LOOK_ALIKES = {   # why two breeds are hard to tell apart, from breed descriptions: ImageWoof, Stanford Dogs
+    frozenset({"beagle", "English foxhound"}):
+        "both are tricoloured scent hounds with drop ears; a foxhound's size does not show without scale",
+    frozenset({"Australian terrier", "Border terrier"}): "both are small, rough-coated, tan terriers",
+    frozenset({"Rhodesian ridgeback", "golden retriever"}): "both are large dogs, wheaten to red",
+    frozenset({"Rhodesian ridgeback", "dingo"}): "both are short-coated, tawny dogs of a similar build",
+    frozenset({"Samoyed", "Old English sheepdog"}): "both are large dogs with long, pale coats",
+    frozenset({"Siberian husky", "Eskimo dog"}):
+        "both are thick-coated spitz sled dogs with erect ears, often grey and white",
+    frozenset({"collie", "Shetland sheepdog"}):
+        "a Shetland sheepdog looks like a small rough collie; size does not show without scale",
+    frozenset({"collie", "Border collie"}):
+        "both are long-coated herding collies, often sable or black with white",
+    frozenset({"English foxhound", "Walker hound"}): "both are tricoloured foxhounds of much the same build",
+    frozenset({"Staffordshire bullterrier", "American Staffordshire terrier"}):
+        "both are short-coated, muscular bull-and-terrier dogs with broad heads; the American is larger",
+    frozenset({"standard schnauzer", "miniature schnauzer"}):
+        "one breed type in two sizes: wiry coat, beard and eyebrows",
+    frozenset({"Cardigan", "Pembroke"}):
+        "both are Welsh corgis, long and low with erect ears; the Cardigan has a long tail",
+    frozenset({"Irish wolfhound", "Scottish deerhound"}): "both are tall, rough-coated grey sighthounds",
+    frozenset({"kuvasz", "Great Pyrenees"}): "both are large white livestock guardian dogs",
+}
+
+def confusion_reading(cm, breeds):
+    "Where the errors of a confusion matrix lie, rendered from its values."
+    errors = int(cm.sum() - np.trace(cm))
+    if errors == 0:
+        return f"**Reading the results.** All {cm.sum():,} validation photos are on the diagonal."
+    off = cm - np.diag(np.diag(cm))
+    i, j = np.unravel_index(off.argmax(), off.shape)
+    a, b, k = breeds[i], breeds[j], len(breeds)
+    text = (f"**Reading the results.** Of {cm.sum():,} validation photos, {errors:,} are off the diagonal. "
+            f"The largest cell holds **{off[i, j]}** {'photo' if off[i, j] == 1 else 'photos'} of {a} "
+            f"taken for {b}, "
+            f"{off[i, j] / errors:.0%} of all errors, where errors spread evenly over the {k * (k - 1):,} "
+            f"possible mistakes would put {errors / (k * (k - 1)):.2g} in each cell. The confusion is "
+            + (f"mutual: {off[j, i]} photos of {b} were taken for {a}." if off[j, i] else "one-way here."))
+    if off[i, j] == 1 and errors > 1:
+        text += (" Every error sits alone in its cell, so no pair stands out: the pair named is only the "
+                 "first of several ties.")
+    note = LOOK_ALIKES.get(frozenset({a, b}))
+    text += (f" A plausible pair of look-alikes: {note}." if note else
+             " This pair is not in the lesson's short list of look-alikes: judge from the photos further "
+             "down whether coat, colour, build and ears make them hard to tell apart.")
+    return text + concentration_note(off, errors)
+
+def concentration_note(off, errors):
+    "How much of the errors the five largest cells hold, against errors scattered at random over the cells."
+    top5 = np.sort(off, axis=None)[::-1][:5].sum() / errors
+    cells = off.shape[0] * (off.shape[0] - 1)
+    scatter = np.random.default_rng(0).multinomial(errors, [1 / cells] * cells, size=20)
+    chance = np.sort(scatter, axis=1)[:, -5:].sum(1).mean() / errors
+    if errors <= 5:
+        return (f" With only {errors} errors, five cells can hold all of them whatever the model does, "
+                "so this run cannot tell mistakes concentrated on a few look-alike pairs from mistakes "
+                "spread over many.")
+    held = (f" The five largest cells hold {top5:.0%} of the errors; the same number of errors scattered at "
+            f"random over the {cells:,} cells would put about {chance:.0%} in the five largest.")
+    if top5 > 0.5:
+        return held + (" The mistakes are concentrated on a few pairs, the signature of look-alikes rather "
+                       "than of a model that is weak everywhere.")
+    if top5 > 2 * chance:
+        return held + (" Most mistakes are spread over many pairs, yet the largest cells hold far more than "
+                       "chance would put there: a few pairs of look-alikes stand out (the list below names "
+                       "them), on top of errors scattered over many breeds.")
+    return held + (" That is close to chance: the mistakes are spread over many pairs, which points at a "
+                   "model that is weak everywhere rather than at a few hard pairs.")
+
 # %% ../nbs/05_analysis.ipynb #7a3e5f10
 def per_breed_report(targets,              # true classes (N,)
                      predictions,          # predicted classes (N,)
@@ -56,6 +211,40 @@ def per_breed_report(targets,              # true classes (N,)
     report = pd.DataFrame(dict(recall=recall, precision=precision, f1=f1, photos=photos),
                           index=pd.Index(breeds, name="breed"))
     return report.sort_values(["recall", "f1"], kind="stable")
+
+# %% ../nbs/05_analysis.ipynb #595a2339
+def worst_breed_reading(per_breed, train_counts, cm, breeds):
+    "The worst-recall breed, its training photo count against the others', and what it is taken for."
+    worst = per_breed.index[0]
+    row = per_breed.loc[worst]
+    photos = int(row["photos"])
+    text = (f"**Reading the results.** The worst-recall breed is **{worst}**: {row['recall']:.0%} of its "
+            f"{photos} validation photos recognised (precision {row['precision']:.0%}).")
+    wrong = cm[breeds.index(worst)].copy()
+    wrong[breeds.index(worst)] = 0
+    if wrong.sum():
+        text += f" Its photos were most often taken for {breeds[int(wrong.argmax())]} ({int(wrong.max())})."
+    if 0 < photos < 30:
+        text += f" With {photos} photos one photo moves its recall by {1 / photos:.0%}: a noisy ranking."
+    mine, median = int(train_counts[worst]), float(train_counts.drop(worst).median())
+    if train_counts.nunique() == 1:
+        return text + (f" Every breed has {mine} training photos in this run, so the training count cannot "
+                       "explain it; its confusions can.")
+    if mine < 0.8 * median:
+        fewest = " (the fewest of all breeds)" if mine == train_counts.min() else ""
+        text += (f" It has **{mine}** training photos{fewest}, {mine / median:.0%} of the other "
+                 f"breeds' median of {median:.0f}. Fewer examples to learn from is a plausible part of "
+                 "the cause: lesson 00 counted the same imbalance in the whole folder.")
+    else:
+        text += (f" It has {mine} training photos, about as many as the other breeds' median "
+                 f"({median:.0f}), so the count does not explain it; its confusions do.")
+    rho = per_breed["recall"].corr(train_counts.reindex(per_breed.index), method="spearman")
+    if len(breeds) >= 5 and rho == rho:
+        link = (": more photos go with better recall." if rho > 0.3 else
+                ": no clear link across breeds, so the count is at most part of the story.")
+        text += (f" Across all {len(breeds)} breeds, the rank correlation between training photos "
+                 f"and recall is {rho:+.2f}{link}")
+    return text
 
 # %% ../nbs/05_analysis.ipynb #d2cffa94
 def most_confused(cm: np.ndarray,   # confusion matrix, rows true and columns predicted
@@ -152,6 +341,48 @@ def cross_fitted_calibration(probs: torch.Tensor,    # class probabilities (N, K
                 ece_scaled=expected_calibration_error(scaled, targets, bins),
                 log_loss=log_loss(probs, targets), log_loss_scaled=log_loss(scaled, targets),
                 temperature=fit_temperature(probs, targets), scaled=scaled)
+
+# %% ../nbs/05_analysis.ipynb #0d584af8
+def temperature_reading(name: str,            # the model's name; "stand-in" for lesson 05's own quick model
+                        c: dict,              # its calibration: temperature, ece(_scaled), log_loss(_scaled)
+                        n: int,               # validation photos
+                        smoothing: float = 0.0):  # the label smoothing lesson 03 trained with
+    "What the fitted temperature of model `name` says, rendered from its values."
+    t = c["temperature"]
+    if t > 1.05:
+        meaning = (f"above 1: the {name} model is **overconfident** (its probabilities are sharper than its "
+                   "accuracy warrants), and dividing the logits by T softens them")
+        if name != "stand-in" and smoothing:
+            meaning += (". Lesson 03 trains with label smoothing, which aims at targets below 100 %, yet "
+                        "the model is still overconfident: fine-tuning starts from lesson 02's head, trained "
+                        "without smoothing until it was nearly certain on its training photos, and a short "
+                        "run does not pull it all the way back")
+        elif name != "stand-in":
+            meaning += (". Lessons 02 and 03 train with plain cross-entropy, which keeps rewarding more "
+                        "confident answers on the training photos long after they are right")
+    elif t < 0.95:
+        meaning = (f"below 1: the {name} model is **underconfident** (it is right more often than its "
+                   "probabilities say), and dividing the logits by T sharpens them")
+        if name != "stand-in" and smoothing:
+            meaning += (". Label smoothing, which lesson 03 trained with, aims at targets below 100 % "
+                        "and tends to leave a model like this")
+    else:
+        meaning = f"close to 1: the {name} model is already close to calibrated"
+    text = (f"**Reading the results.** The fitted temperature is **T = {t:.2f}**, {meaning}. On the "
+            f"held-out halves, temperature scaling moves the ECE from {c['ece']:.3f} to "
+            f"{c['ece_scaled']:.3f} and the log loss from {c['log_loss']:.3f} to "
+            f"{c['log_loss_scaled']:.3f}; the accuracy does not move.")
+    if c["ece_scaled"] > c["ece"]:
+        text += (" Here scaling made the held-out calibration worse: the two halves disagree, so a "
+                 "temperature fitted on one half does not carry over to the other.")
+    if n < 1000:
+        text += (f" With {n} validation photos one photo is {1 / n:.1%} of an accuracy, so these numbers "
+                 "are noisy; on the full validation split they are meaningful.")
+    return text + (" **Where T was chosen:** on the official validation photos (`val/`), since this "
+                   "lesson has no third split; the T-scaled numbers are cross-fitted (each photo scaled "
+                   "by a T fitted on the other half), and the single T quoted is fitted on all of `val/` "
+                   "for reading only, as the table's `chosen_on` column says. A model you deploy would fit "
+                   "T on a split carved from the training photos (lesson 00), leaving `val/` to report.")
 
 # %% ../nbs/05_analysis.ipynb #62638425
 class WithNormalization(nn.Module):
@@ -305,8 +536,7 @@ def _noise_note(table: pd.DataFrame, n_val: int | None, n_unseen: int | None) ->
     if not n_unseen or measured.empty:
         return ""
     p = float(table.loc[measured.index[-1], "val_acc"])
-    unseen_error = 2 * math.sqrt(p * (1 - p) / n_unseen)
-    all_error = 2 * math.sqrt(p * (1 - p) / n_val)
+    unseen_error, all_error = two_se(p, n_unseen), two_se(p, n_val)
     return (f"One of the {n_unseen} never-in-ImageNet photos is {_pct(1 / n_unseen)} of that column, "
             f"and two standard errors of an accuracy near {_pct(p)} measured on them are "
             f"±{_pct(unseen_error)} (against ±{_pct(all_error)} on all {n_val:,} photos).")
@@ -343,12 +573,15 @@ def pays_markdown(stage: dict) -> str:  # results.json's finetune stage
              "", "| setting | photos per breed | frozen head | fine-tuned | gain | two standard errors |",
              "|" + " --- |" * 6]
     for r in rows:
-        gain, noise = r["finetuned_acc"] - r["frozen_acc"], 2 * math.sqrt(
-            max(r["frozen_acc"] * (1 - r["frozen_acc"]), 1e-4) / r["n_val"])
+        gain = r["finetuned_acc"] - r["frozen_acc"]
+        noise = r.get("two_se", two_se(r["frozen_acc"], r["n_val"]))   # paired when the run recorded it
         mark = "**" if abs(gain) > noise else ""
         lines.append(f"| {r['setting']} | {r['photos_per_class']} | {_pct(r['frozen_acc'])} | "
                      f"{_pct(r['finetuned_acc'])} | {mark}{gain * 100:+.1f} %{mark} | ±{_pct(noise)} |")
-    lines += ["", "A gain in bold is larger than two standard errors on its validation photos."]
+    paired = all("two_se" in r for r in rows)
+    lines += ["", "A gain in bold is larger than two standard errors "
+              + ("of the paired difference on its validation photos." if paired else
+                 "on its validation photos.")]
     return "\n".join(lines)
 
 def update_readme(readme: Path,            # the README.md to edit in place

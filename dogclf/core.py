@@ -5,6 +5,7 @@
 # %% ../nbs/core.ipynb #c0de0002
 from __future__ import annotations
 import atexit
+import dataclasses
 import functools
 import hashlib
 import io
@@ -22,8 +23,9 @@ from filelock import FileLock
 
 # %% auto #0
 __all__ = ['PROFILES', 'in_test', 'pick_profile', 'project_root', 'configure', 'check_overrides', 'atomic_write', 'locked',
-           'save_checkpoint', 'load_checkpoint', 'run_file', 'environment', 'record_stage', 'read_results',
-           'save_figure']
+           'save_checkpoint', 'load_checkpoint', 'run_file', 'file_digest', 'file_digests', 'items_digest',
+           'code_digest', 'config_dict', 'recipe_key', 'card', 'ConfigMismatch', 'check_config', 'environment',
+           'record_stage', 'read_results', 'save_figure']
 
 # %% ../nbs/core.ipynb #0c632385
 _COMMON = dict(
@@ -244,11 +246,96 @@ def load_checkpoint(path: Path, device="cpu") -> dict:
 # %% ../nbs/core.ipynb #92963407
 def run_file(folder: Path,      # the run folder
              stem: str,         # what the file holds, e.g. "lenet"
-             *key,              # every setting the file depends on
+             key,               # what the file depends on: a recipe_key, or a list of settings
              ext: str = ".pt"):
     "A path in `folder`/checkpoints/ whose name carries a hash of `key`."
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return Path(folder) / "checkpoints" / f"{stem}-{digest}{ext}"
+
+# %% ../nbs/core.ipynb #c0de0021
+_DIGESTS: dict = {}   # (path, size, mtime, ctime, inode) -> sha256 of the bytes, for this process
+_MEMOS: set = set()   # the memo files already read into _DIGESTS
+
+def _stat_key(path: str) -> str:
+    st = os.stat(path)
+    return f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
+
+def file_digest(path: Path) -> str:  # a file
+    "sha256 of the file's bytes, read again only when its path, size, dates or inode changed."
+    key = _stat_key(str(path))
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+def file_digests(paths: list,                 # files
+                 memo: Path | None = None):   # a folder where the hashes are remembered between runs
+    "file_digest of each path, with the hashes remembered in `memo`/digests.json."
+    path = Path(memo) / "digests.json" if memo else None
+    if path is not None and path.exists() and str(path) not in _MEMOS:
+        _DIGESTS.update(json.loads(path.read_text()))
+        _MEMOS.add(str(path))
+    known = len(_DIGESTS)
+    digests = [file_digest(p) for p in paths]
+    if path is not None and len(_DIGESTS) > known:
+        atomic_write(path, json.dumps(_DIGESTS))
+        _MEMOS.add(str(path))
+    return digests
+
+def items_digest(items: list,                 # (path, label) pairs, in the order a recipe reads them
+                 memo: Path | None = None):   # a folder where the files' hashes are remembered between runs
+    "One hash of the photos' contents, their labels and their order (not their names or dates)."
+    digests = file_digests([p for p, _ in items], memo)
+    lines = "".join(f"{label}\t{d}\n" for (_, label), d in zip(items, digests))
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+# %% ../nbs/core.ipynb #c0de0024
+def code_digest(*modules: str) -> str:  # names of dogclf modules, e.g. "train", "models"
+    "A short hash of the source of dogclf modules: the version of the code a result was made with."
+    import importlib
+    import inspect
+    h = hashlib.sha256()
+    for name in modules:
+        h.update(inspect.getsource(importlib.import_module(f"dogclf.{name}")).encode())
+    return h.hexdigest()[:12]
+
+def config_dict(config) -> dict:  # a recipe's config (a dataclass)
+    "The config as plain JSON types, nested configs included: what is saved and hashed."
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+def recipe_key(config,    # the recipe's config
+               **inputs):  # everything else the result depends on: photos=, weights=, code=, ...
+    "A short hash of the whole config and of the recipe's other inputs: the name of its saved results."
+    blob = json.dumps(dict(config=config_dict(config), **inputs), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+def card(config) -> str:  # a recipe's config
+    "The config one field a line, as a lesson shows it."
+    fields = dataclasses.asdict(config)
+    rows = [f"  {k:<16} {v!r}" for k, v in fields.items() if not isinstance(v, dict)]
+    nested = [f"  {k:<16} {type(getattr(config, k)).__name__}(...)"
+              for k, v in fields.items() if isinstance(v, dict)]
+    return "\n".join([type(config).__name__, *rows, *nested])
+
+class ConfigMismatch(ValueError):
+    "A saved result was made with another config than the one asked for."
+
+def check_config(saved: dict | None,  # the config stored in a checkpoint (config_dict)
+                 config,              # the config asked for
+                 path: Path):         # the checkpoint, for the message
+    "Raise ConfigMismatch naming the first field that differs between a checkpoint's config and `config`."
+    wanted = config_dict(config)
+    if saved == wanted:
+        return
+    if saved is None:
+        raise ConfigMismatch(f"{path} holds no config: it was made by an older dogclf; delete it to train "
+                             f"again")
+    diff = next(k for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k))
+    raise ConfigMismatch(f"{path} was made with {diff}={saved.get(diff)!r}, not {wanted.get(diff)!r}: "
+                         "delete it, or use another run folder")
 
 # %% ../nbs/core.ipynb #634e4c34
 def environment() -> dict:

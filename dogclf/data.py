@@ -16,7 +16,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 from tqdm.auto import tqdm
-from .core import atomic_write
+from .core import atomic_write, file_digests, items_digest
 
 # %% auto #0
 __all__ = ['WOOF_BREEDS', 'DATASETS', 'IMAGE_EXTS', 'Split', 'take_per_class', 'stratified_split', 'load_split',
@@ -495,16 +495,15 @@ def _decodes(path: Path) -> str | None:
     except Exception as e:
         return f"{type(e).__name__}: {e}"
 
-def _listing_key(items: list) -> str:
-    "A short hash of the paths, sizes and modification times (ns) of the items' files."
-    stats = [(p, Path(p).stat()) for p, _ in items]
-    listing = "\n".join(f"{p}:{s.st_size}:{s.st_mtime_ns}" for p, s in stats)
+def _listing_key(items: list, memo: Path | None = None) -> str:
+    "A short hash of the items' paths and of their files' content."
+    listing = "\n".join(str(p) for p, _ in items) + items_digest(items, memo)
     return hashlib.sha1(listing.encode()).hexdigest()[:16]
 
 def check_images(items: list,                     # (path, label) pairs
                  cache_dir: Path | None = None):  # where to remember the result; None checks every time
     "The items whose image decodes, reporting (path and count) and dropping the others."
-    cache = Path(cache_dir) / f"checked-{_listing_key(items)}.json" if cache_dir else None
+    cache = Path(cache_dir) / f"checked-{_listing_key(items, cache_dir)}.json" if cache_dir else None
     if cache and cache.exists():
         bad = json.loads(cache.read_text())
     else:
@@ -518,17 +517,15 @@ def check_images(items: list,                     # (path, label) pairs
     return [(p, y) for p, y in items if str(p) not in bad]
 
 # %% ../nbs/00_data.ipynb #8d4e1c37
-def photo_listing(root: Path) -> str:  # a folder of photos
-    "sha256 of relative path, size and mtime (ns) of every file under `root`; names starting '.' skipped."
+def photo_listing(root: Path,               # a folder of photos
+                  memo: Path | None = None):  # where file_digests remembers the files' hashes between runs
+    "sha256 of the relative path and the content of every file under `root`; names starting '.' skipped."
     root = Path(root)
-    lines = []
+    paths = []
     for folder, subfolders, files in os.walk(root):
         subfolders[:] = [d for d in subfolders if not d.startswith(".")]
-        for name in files:
-            if not name.startswith("."):
-                path = os.path.join(folder, name)
-                stat = os.stat(path)
-                lines.append(f"{os.path.relpath(path, root)}\t{stat.st_size}\t{stat.st_mtime_ns}")
+        paths += [os.path.join(folder, name) for name in files if not name.startswith(".")]
+    lines = [f"{os.path.relpath(p, root)}\t{d}" for p, d in zip(paths, file_digests(paths, memo))]
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
 
 # %% ../nbs/00_data.ipynb #1a5390ea

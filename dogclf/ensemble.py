@@ -4,12 +4,16 @@
 
 # %% ../nbs/04_ensemble.ipynb #0fcb0244
 from __future__ import annotations
+import copy
+from pathlib import Path
 import torch
+from .finetune import FinetuneConfig, finetune_run, finetune_source, valid_probs
+from .models import frozen_stage
 from .train import nll
 
 # %% auto #0
 __all__ = ['average_probs', 'fit_weights', 'cross_fitted_average', 'disagreement', 'oracle_accuracy', 'error_correlation',
-           'paired_gap']
+           'ensemble_member']
 
 # %% ../nbs/04_ensemble.ipynb #207f0f61
 def average_probs(probs: list,                  # (N, K) probability tensors, one per member
@@ -68,10 +72,17 @@ def error_correlation(probs: list,            # (N, K) probability tensors, one 
     wrong = torch.stack([(p.argmax(1) != targets).float() for p in probs])
     return torch.corrcoef(wrong)
 
-# %% ../nbs/04_ensemble.ipynb #9d88101c
-def paired_gap(probs_a: torch.Tensor,  # (N, K) probabilities of model A
-               probs_b: torch.Tensor,  # (N, K) probabilities of model B on the same samples
-               targets: torch.Tensor):  # (N,) class indices
-    "Accuracy of A minus accuracy of B on the same samples, and the standard error of that difference."
-    d = (probs_a.argmax(1) == targets).float() - (probs_b.argmax(1) == targets).float()
-    return d.mean().item(), (d.std() / len(d) ** 0.5).item()
+# %% ../nbs/04_ensemble.ipynb #c0de0401
+def ensemble_member(config: FinetuneConfig,  # the member's recipe: lesson 03's, for its backbone
+                    split,                   # the dataset's Split
+                    out: Path) -> dict:      # the run folder (caches, checkpoints, predictions)
+    "Validation probabilities of a backbone frozen and fine-tuned by `config`, each plain and with flip TTA."
+    stage = frozen_stage(config.frozen, split, out)
+    frozen_src = finetune_source(copy.deepcopy(stage.model), stage, split, folder=out, seed=config.seed,
+                                 batch_size=config.batch_size, workers=config.frozen.workers)
+    frozen, targets = valid_probs(frozen_src)
+    frozen_mirrored, _ = valid_probs(frozen_src, mirrored=True)
+    tuned = finetune_run(config, split, out, stage=stage)   # loaded, when lesson 03 ran this very recipe
+    return dict(frozen=frozen, frozen_tta=(frozen + frozen_mirrored) / 2, probs=tuned.probs,
+                probs_tta=(tuned.probs + tuned.probs_mirrored) / 2, y=targets, seconds=tuned.seconds,
+                lr=config.lr, key=tuned.key)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -17,18 +17,19 @@ from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
-from .core import load_checkpoint, save_checkpoint
+from .core import code_digest, items_digest, load_checkpoint, recipe_key, run_file, save_checkpoint
 from .data import eval_transform, load_rgb, make_loader, train_transform
-from .models import (FrozenFeatures, Tail, cached_pass, create_backbone, extract_features,
-                           feature_sequence, freeze_backbone, layer_groups, photo_keys, train_linear_head,
-                           unfreeze)
+from .models import (FrozenConfig, FrozenStage, Tail, cached_pass, create_backbone, extract_features,
+                           feature_sequence, freeze_backbone, frozen_stage, layer_groups, train_linear_head,
+                           unfreeze, weights_digest)
 from .train import fit, get_device, one_cycle, predict_probs, set_seed, train_mode
 
 # %% auto #0
 __all__ = ['group_lrs', 'param_groups', 'apply_strategy', 'trainable_groups', 'group_table', 'gradual_stages', 'climb_rule',
-           'lr_find', 'plot_lr_find', 'Source', 'finetune_source', 'finetune', 'valid_probs', 'finetune_gradual',
-           'photo_tensors', 'random_translation', 'TensorImages', 'batch_for', 'memory_source', 'fit_head',
-           'LowResolution', 'save_finetuned', 'finetuned_predictions', 'finetuned_model']
+           'lr_find', 'plot_lr_find', 'Source', 'finetune_source', 'FinetuneConfig', 'mixup_hook', 'finetune',
+           'valid_probs', 'finetune_gradual', 'FinetuneResult', 'finetune_run', 'photo_tensors', 'random_translation',
+           'TensorImages', 'batch_for', 'memory_source', 'fit_head', 'LowResolution', 'save_finetuned',
+           'finetuned_predictions', 'finetuned_model']
 
 # %% ../nbs/03_finetune.ipynb #3fd71075
 def group_lrs(n_groups: int,                     # how many layer groups
@@ -149,9 +150,10 @@ def lr_find(model: nn.Module,         # the module to train (its trainable param
             steps: int = 60,          # batches, one per rate
             optimizer: str = "sgd",   # sgd (momentum 0.9) or adamw
             freeze_bn: bool = False,  # keep BatchNorm statistics as they are
-            beta: float = 0.9):       # smoothing of the loss
+            beta: float = 0.9,        # smoothing of the loss
+            device=None):             # where to sweep; None: where the model's parameters are
     "Exponential LR sweep: rates, smoothed losses, climb and suggestion (climb_rule). Restores the weights."
-    model.to(get_device())
+    model.to(device if device is not None else next(model.parameters()).device)
     saved = copy.deepcopy(model.state_dict())
     params = [p for p in model.parameters() if p.requires_grad]
     sgd = optimizer == "sgd"
@@ -185,11 +187,11 @@ def plot_lr_find(res: dict,                   # lr_find's result
 # %% ../nbs/03_finetune.ipynb #dd7cd7b8
 @dataclass
 class Source:
-    "What fine-tuning trains on: the module to run, its training and validation batches, and what they are."
-    net: nn.Module            # the model, or its Tail fed with cached activations
+    "What fine-tuning trains on: the model, the module to run, its training and validation batches."
+    model: nn.Module          # the backbone with its head: what the optimiser and the strategy act on
+    net: nn.Module            # what runs: the model itself, or its Tail fed with cached activations
     train_dl: DataLoader
     val_dl: DataLoader
-    key: list                 # what the data is, for checkpoint names
     frozen_prefixes: tuple    # parameter names that must not train (the cached trunk)
     flipped: Callable         # () -> loader of the mirrored validation inputs, for test-time augmentation
 
@@ -200,7 +202,7 @@ def _photo_source(model, split, data_cfg, batch_size, workers, seed) -> Source:
     mirror = T.Compose([T.RandomHorizontalFlip(p=1.0), eval_transform(data_cfg)])
     def flipped():
         return make_loader(split.valid, mirror, batch_size, workers=workers, seed=seed)
-    return Source(model, train_dl, val_dl, [photo_keys(split.train), data_cfg], (), flipped)
+    return Source(model, model, train_dl, val_dl, (), flipped)
 
 def _cached_source(model, features, split, data_cfg, folder, batch_size, workers, seed) -> Source:
     X = torch.cat([a.X for a in features.train_acts])
@@ -210,63 +212,98 @@ def _cached_source(model, features, split, data_cfg, folder, batch_size, workers
     val_dl = DataLoader(TensorDataset(features.valid_acts.X, features.valid_acts.y), 64)
     start = features.start
     def flipped():
-        acts = cached_pass(model, split.valid, eval_transform(data_cfg), folder, "valid_flip", start, True,
-                           batch_size, workers, engine=features.engine)
+        acts = cached_pass(model, split.valid, eval_transform(data_cfg), folder=folder, name="valid_flip",
+                           start=start, hflip=True, batch_size=batch_size, workers=workers,
+                           engine=features.engine)
         return DataLoader(TensorDataset(acts.X, acts.y), 64)
     trunk = tuple(f"{n}." for n, _ in feature_sequence(model)[:start])
-    key = [a.key for a in features.train_acts]
-    return Source(Tail(model, start), train_dl, val_dl, key, trunk, flipped)
+    return Source(model, Tail(model, start), train_dl, val_dl, trunk, flipped)
 
-def finetune_source(model: nn.Module,          # the backbone with its trained head
-                    features: FrozenFeatures,  # lesson 02's passes (with activations when they were cached)
-                    split,                     # the dataset's Split
-                    data_cfg: dict,            # the model's data config
-                    folder: Path,              # the run folder (caches)
+def finetune_source(model: nn.Module,     # the backbone with its trained head (a copy of stage.model)
+                    stage: FrozenStage,   # lesson 02's stage: its passes (with activations when cached)
+                    split,                # the dataset's Split
+                    *,
+                    folder: Path,         # the run folder (caches)
                     batch_size: int = 64,
                     workers: int = 2,
                     seed: int = 42):
     "Cached activations into the tail when lesson 02 cached them, else photos through the whole network."
-    if features.start is None:
-        return _photo_source(model, split, data_cfg, batch_size, workers, seed)
-    return _cached_source(model, features, split, data_cfg, folder, batch_size, workers, seed)
+    if stage.features.start is None:
+        return _photo_source(model, split, stage.data_cfg, batch_size, workers, seed)
+    return _cached_source(model, stage.features, split, stage.data_cfg, folder, batch_size, workers, seed)
 
 # %% ../nbs/03_finetune.ipynb #01ee0474
-def _optimizer(model, lr: float, lr_ratio, optimizer: str, epochs: int, steps_per_epoch: int) -> tuple:
-    "SGD+momentum (or AdamW) with discriminative rates over the trainable groups, and its one-cycle schedule."
-    lrs = group_lrs(len(layer_groups(model)), lr, lr_ratio, trainable=trainable_groups(model))
-    groups = param_groups(model, lrs)
-    opt = torch.optim.SGD(groups, momentum=0.9) if optimizer == "sgd" else torch.optim.AdamW(groups)
-    return opt, one_cycle(opt, [g["lr"] for g in groups], epochs, steps_per_epoch, pct_start=0.3)
+@dataclass(frozen=True, kw_only=True)
+class FinetuneConfig:
+    "Lesson 03's recipe: lesson 02's frozen stage of a backbone, fine-tuned with discriminative rates."
+    frozen: FrozenConfig      # the starting point: the frozen stage of the same backbone
+    strategy: str             # freeze | partial | full | gradual
+    lr: float                 # peak rate of the head's group
+    lr_ratio: float | None    # the first trainable group learns lr / lr_ratio; None: one rate for all
+    epochs: int
+    groups: int               # layer groups trained by partial (reached by gradual), head included
+    bn: str                   # frozen: BatchNorm keeps ImageNet's statistics; train: they follow the batches
+    optimizer: str            # sgd (momentum 0.9) or adamw
+    label_smoothing: float
+    batch_size: int
+    accum_steps: int          # batches whose gradients add up before an optimiser step
+    amp: bool                 # mixed precision on CUDA
+    seed: int
+    mixup: float = 0.0        # MixUp's alpha (timm's Mixup, through fit's batch hook); 0: off
+    weight_decay: float = 1e-4   # for weights of 2+ dimensions; none for biases and norms
+    grad_clip: float = 5.0
 
-def finetune(model: nn.Module,              # the backbone with its trained head
-             source: Source,                # finetune_source(...)
-             strategy: str = "partial",     # freeze | partial | full
-             lr: float = 0.01,              # peak rate of the last group
-             lr_ratio: float | None = 100,  # the first trainable group learns lr / lr_ratio; None: one rate
-             epochs: int = 1,
-             n_groups: int = 3,             # groups trained by partial, head included
-             freeze_bn: bool = True,        # keep BatchNorm's ImageNet statistics
-             optimizer: str = "sgd",        # sgd (momentum 0.9) or adamw
-             label_smoothing: float = 0.0,
-             accum_steps: int = 1,          # batches per optimiser step
-             amp: bool = False,             # mixed precision on CUDA
-             checkpoint: Path | None = None,  # resume from and save to this file
-             seed: int = 42):
-    "Fine-tune `model` on `source`; returns (history, training seconds)."
-    apply_strategy(model, strategy, n_groups)
-    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    training_trunk = [n for n in trainable if n.startswith(source.frozen_prefixes)]
-    if source.frozen_prefixes and training_trunk:
-        raise ValueError(f"{strategy!r} with {n_groups} groups trains {training_trunk[0]}, before the cached "
-                         f"activations; set ft_cached=False to fine-tune on the photos")
-    set_seed(seed)
+    @classmethod
+    def from_settings(cls, s, **changes):  # s: the lesson's settings; changes: fields to set (or arch=)
+        "The config a run's settings give, with `changes` on top."
+        frozen = FrozenConfig.from_settings(s, arch=changes.pop("arch", s.arch))
+        return cls(**dict(frozen=frozen, strategy=s.ft_strategy, lr=s.ft_lr, lr_ratio=s.ft_lr_ratio,
+                          epochs=s.ft_epochs, groups=s.ft_groups, bn=s.bn, optimizer=s.ft_optimizer,
+                          label_smoothing=s.label_smoothing, batch_size=s.batch_size,
+                          accum_steps=s.accum_steps, amp=s.amp, seed=s.seed) | changes)
+
+def _optimizer(model, config: FinetuneConfig, steps_per_epoch: int) -> tuple:
+    "SGD+momentum (or AdamW) with discriminative rates over the trainable groups, and its one-cycle schedule."
+    lrs = group_lrs(len(layer_groups(model)), config.lr, config.lr_ratio, trainable=trainable_groups(model))
+    groups = param_groups(model, lrs, config.weight_decay)
+    opt = torch.optim.SGD(groups, momentum=0.9) if config.optimizer == "sgd" else torch.optim.AdamW(groups)
+    return opt, one_cycle(opt, [g["lr"] for g in groups], config.epochs, steps_per_epoch, pct_start=0.3)
+
+def mixup_hook(alpha: float,                  # MixUp draws its mixing weights from Beta(alpha, alpha)
+               n_classes: int,
+               label_smoothing: float = 0.0):
+    "A batch hook for `fit`: timm's Mixup, which blends pairs of inputs and their (soft) targets."
+    from timm.data import Mixup
+    mix = Mixup(mixup_alpha=alpha, num_classes=n_classes, label_smoothing=label_smoothing)
+    def hook(xb, yb):
+        return mix(xb, yb) if len(xb) % 2 == 0 else (xb, yb)   # timm mixes a batch with its mirror image
+    return hook
+
+def finetune(source: Source,                 # finetune_source(...) or memory_source(...)
+             config: FinetuneConfig,
+             checkpoint: Path | None = None):  # resume from and save to this file
+    "Fine-tune `source.model` by `config`; returns (history, training seconds)."
+    if config.strategy == "gradual":
+        return finetune_gradual(source, config, checkpoint)
+    model = source.model
+    apply_strategy(model, config.strategy, config.groups)
+    training_trunk = [n for n, p in model.named_parameters() if p.requires_grad and source.frozen_prefixes
+                      and n.startswith(source.frozen_prefixes)]
+    if training_trunk:
+        raise ValueError(f"{config.strategy!r} with {config.groups} groups trains {training_trunk[0]}, "
+                         "before the cached activations; set ft_cached=False to fine-tune on the photos")
+    set_seed(config.seed)
     if source.train_dl.generator is not None:
-        source.train_dl.generator.manual_seed(seed)   # every run sees the batches in the same order
-    steps = math.ceil(len(source.train_dl) / accum_steps)   # optimiser steps per epoch
-    opt, sched = _optimizer(model, lr, lr_ratio, optimizer, epochs, steps)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    history = fit(source.net, source.train_dl, source.val_dl, epochs, opt, sched, loss_fn,
-                  checkpoint=checkpoint, grad_clip=5.0, amp=amp, accum_steps=accum_steps, freeze_bn=freeze_bn)
+        source.train_dl.generator.manual_seed(config.seed)   # every run sees the batches in the same order
+    opt, sched = _optimizer(model, config, math.ceil(len(source.train_dl) / config.accum_steps))
+    n_classes = model.get_classifier().out_features
+    hook = mixup_hook(config.mixup, n_classes, config.label_smoothing) if config.mixup else None
+    smoothing = 0.0 if hook else config.label_smoothing   # Mixup puts the smoothing into its targets
+    history = fit(source.net, source.train_dl, source.val_dl, epochs=config.epochs, opt=opt, sched=sched,
+                  loss_fn=nn.CrossEntropyLoss(label_smoothing=smoothing), device=get_device(),
+                  checkpoint=checkpoint, config=config, grad_clip=config.grad_clip, amp=config.amp,
+                  accum_steps=config.accum_steps,
+                  freeze_bn=config.bn == "frozen", batch_hook=hook)
     return history, sum(r["wall_s"] for r in history)   # training time, also when resumed from a checkpoint
 
 # %% ../nbs/03_finetune.ipynb #1c6ffb04
@@ -276,24 +313,60 @@ def valid_probs(source: Source,           # finetune_source(...)
     return predict_probs(source.net, source.flipped() if mirrored else source.val_dl)
 
 # %% ../nbs/03_finetune.ipynb #c0de030f
-def finetune_gradual(model: nn.Module,              # the backbone with its trained head
-                     source: Source,                # finetune_source(...)
-                     lr: float = 0.01,              # peak rate of the last group
-                     lr_ratio: float | None = 100,  # ratio over the groups trainable at each stage
-                     epochs: int = 2,               # total, split between the stages (at least one each)
-                     n_groups: int = 3,             # groups trained at the last stage, head included
-                     checkpoint: Path | None = None,  # one file per stage is derived from this name
-                     **kwargs):                     # the rest of finetune's arguments
+def finetune_gradual(source: Source,                 # finetune_source(...)
+                     config: FinetuneConfig,         # epochs: in all; groups: trained at the last stage
+                     checkpoint: Path | None = None):  # one file per stage is derived from this name
     "ULMFiT-style gradual unfreezing, one `partial` run per stage; returns (history, training seconds)."
-    n_stages = max(2, min(n_groups, epochs))
-    per_stage = [len(e) for e in np.array_split(np.arange(max(epochs, n_stages)), n_stages)]
+    n_stages = max(2, min(config.groups, config.epochs))
+    per_stage = [len(e) for e in np.array_split(np.arange(max(config.epochs, n_stages)), n_stages)]
     history, seconds = [], 0.0
-    for i, (n, e) in enumerate(zip(gradual_stages(n_groups, n_stages), per_stage)):
+    for i, (n, e) in enumerate(zip(gradual_stages(config.groups, n_stages), per_stage)):
         stage_file = checkpoint and checkpoint.with_name(f"{checkpoint.stem}-stage{i}{checkpoint.suffix}")
-        hist, secs = finetune(model, source, "partial", lr, lr_ratio, e, n, checkpoint=stage_file, **kwargs)
+        step = replace(config, strategy="partial", groups=n, epochs=e)
+        hist, secs = finetune(source, step, stage_file)
         history += [r | dict(epoch=len(history) + j + 1, stage=i, groups=n) for j, r in enumerate(hist)]
         seconds += secs
     return history, seconds
+
+# %% ../nbs/03_finetune.ipynb #c0de0361
+@dataclass
+class FinetuneResult:
+    "A fine-tuned model, how it was trained, and its validation predictions."
+    model: nn.Module
+    source: Source
+    history: list
+    seconds: float                # the epochs' own times, also when resumed from a checkpoint
+    config: FinetuneConfig
+    key: str                      # recipe_key: the name of its checkpoint and predictions
+    probs: torch.Tensor           # validation probabilities (N, K)
+    probs_mirrored: torch.Tensor  # the same on the mirrored photos
+    targets: torch.Tensor
+
+def _predictions(source: Source, path: Path) -> dict:
+    "Validation probabilities, plain and mirrored, and the targets: from `path`, or computed and saved there."
+    if path.exists():
+        return load_checkpoint(path)
+    probs, targets = valid_probs(source)
+    saved = dict(probs=probs, probs_mirrored=valid_probs(source, mirrored=True)[0], targets=targets)
+    save_checkpoint(path, **saved)
+    return saved
+
+def finetune_run(config: FinetuneConfig,
+                 split,                            # the dataset's Split
+                 out: Path,                        # the run folder (caches, checkpoints, predictions)
+                 stage: FrozenStage | None = None):  # lesson 02's stage made by config.frozen, if at hand
+    "Lesson 02's frozen stage of the backbone, fine-tuned by `config` on the split's training photos."
+    stage = stage if stage is not None else frozen_stage(config.frozen, split, out)
+    if stage.config != config.frozen:
+        raise ValueError(f"the stage was made by {stage.config}, the config asks for {config.frozen}")
+    key = recipe_key(config, photos=items_digest(split.train + split.valid, Path(out) / ".cache"),
+                     weights=weights_digest(stage.model),
+                     code=code_digest("data", "train", "models", "finetune"))
+    source = finetune_source(copy.deepcopy(stage.model), stage, split, folder=out,
+                             batch_size=config.batch_size, workers=config.frozen.workers, seed=config.seed)
+    history, seconds = finetune(source, config, run_file(out, "finetune", key))
+    saved = _predictions(source, run_file(out, "finetune_predictions", key))
+    return FinetuneResult(source.model, source, history, seconds, config, key, **saved)
 
 # %% ../nbs/03_finetune.ipynb #c0de0331
 def photo_tensors(items: list,  # (path, label) pairs
@@ -338,8 +411,8 @@ def batch_for(n_photos: int,        # training photos
 def memory_source(model: nn.Module,  # the backbone with its head
                   train: tuple,      # (images, labels) from photo_tensors
                   valid: tuple,      # (images, labels) from photo_tensors
+                  *,
                   data_cfg: dict,    # the model's data config (mean and std)
-                  key: list,         # what the photos are, for checkpoint names
                   batch_size: int = 32,
                   seed: int = 42) -> Source:
     "Photos in memory through the whole network, with a random mirror and shift each time a photo is seen."
@@ -349,11 +422,12 @@ def memory_source(model: nn.Module,  # the backbone with its head
     val_dl = DataLoader(TensorImages(*valid, data_cfg), 128)
     def flipped():
         return DataLoader(TensorImages(*valid, data_cfg, mirror=True), 128)
-    return Source(model, train_dl, val_dl, key, (), flipped)
+    return Source(model, model, train_dl, val_dl, (), flipped)
 
 def fit_head(model: nn.Module,  # a backbone; its classifier is replaced by the trained head
              train: tuple,      # (images, labels) from photo_tensors
              valid: tuple,      # (images, labels) from photo_tensors
+             *,
              data_cfg: dict,
              epochs: int = 25,
              lr: float = 0.1,
@@ -362,7 +436,7 @@ def fit_head(model: nn.Module,  # a backbone; its classifier is replaced by the 
     "Lesson 02's starting point on photos in memory: a linear head trained on the frozen features."
     def features(images, labels):
         return extract_features(model, DataLoader(TensorImages(images, labels, data_cfg), 128))
-    head, _ = train_linear_head(features(*train), features(*valid), epochs, lr, seed=seed,
+    head, _ = train_linear_head(features(*train), features(*valid), epochs=epochs, lr=lr, seed=seed,
                                 n_classes=model.get_classifier().out_features, init=init)
     model.get_classifier().load_state_dict(head[1].state_dict())
     return model.cpu()
@@ -382,21 +456,23 @@ class LowResolution:
 # %% ../nbs/03_finetune.ipynb #41a8e9de
 def save_finetuned(path: Path,        # usually <run folder>/finetuned.pt
                    model: nn.Module,  # the fine-tuned model
+                   *,
                    arch: str,         # its timm name
                    classes: list,     # class ids in output order
                    data_cfg: dict,    # its data config
-                   predictions: dict | None = None):  # its validation probabilities, to reuse
-    "Save a fine-tuned model with what is needed to rebuild it, and its validation predictions."
+                   predictions: dict | None = None,  # its validation probabilities, to reuse
+                   config: dict | None = None):      # the recipe that made it (config_dict)
+    "Save a fine-tuned model with what is needed to rebuild it, its recipe and its validation predictions."
     save_checkpoint(path, model=model.state_dict(), arch=arch, classes=classes, data_config=data_cfg,
-                    predictions=predictions)
+                    predictions=predictions, config=config)
 
-def finetuned_predictions(out: Path,     # a run folder where lesson 03 ran
-                          photos: list):  # the (path, label) validation pairs the caller scores
-    "The saved validation probabilities (plain and mirrored) and targets, if they were made on `photos`."
+def finetuned_predictions(out: Path,  # a run folder where lesson 03 ran
+                          split):     # the Split the caller scores
+    "The saved validation probabilities (plain and mirrored) and targets, if made on this split's photos."
     path = Path(out) / "finetuned.pt"
     saved = load_checkpoint(path).get("predictions") if path.exists() else None
-    if saved is None or saved["photos"] != [str(p) for p, _ in photos]:
-        return None
+    if saved is None or saved["photos"] != items_digest(split.train + split.valid, Path(out) / ".cache"):
+        return None   # made from other training or validation photos: not this split's model
     return saved
 
 def finetuned_model(out: Path) -> tuple:  # a run folder where lesson 03 ran

@@ -19,17 +19,17 @@ import torch
 import torch.nn as nn
 from timm.models import group_parameters
 from torch.utils.data import DataLoader, TensorDataset
-from .core import load_checkpoint, run_file, save_checkpoint
+from .core import code_digest, items_digest, load_checkpoint, run_file, save_checkpoint
 from .data import data_config, eval_transform, make_loader, train_transform
-from .train import cosine_warmup, fit, map_batches, set_seed
+from .train import cosine_warmup, fit, get_device, map_batches, set_seed
 
 # %% auto #0
 __all__ = ['OFFLINE_WEIGHTS', 'create_backbone', 'imagenet_indices', 'freeze_backbone', 'unfreeze', 'count_params',
            'extract_features', 'Features', 'feature_sequence', 'forward_trunk', 'Tail', 'layer_groups', 'tail_start',
-           'trunk_activations', 'run_tail', 'cached_pass', 'PassFunction', 'onnx_session', 'onnx_pass',
-           'FrozenFeatures', 'frozen_features', 'train_linear_head', 'imagenet_rows', 'FrozenStage', 'frozen_stage',
-           'head_probs', 'WeightsUnavailable', 'offline_weights_file', 'map_state_dict_by_position',
-           'load_weights_file', 'hub_reachable', 'hub_cached_file', 'find_weights', 'weights_digest', 'photo_keys']
+           'trunk_activations', 'run_tail', 'cached_pass', 'PassFunction', 'onnx_session', 'onnx_pass', 'FrozenConfig',
+           'FrozenFeatures', 'frozen_features', 'train_linear_head', 'imagenet_rows', 'FrozenStage', 'frozen_head',
+           'frozen_stage', 'head_probs', 'WeightsUnavailable', 'offline_weights_file', 'map_state_dict_by_position',
+           'load_weights_file', 'hub_reachable', 'hub_cached_file', 'find_weights', 'weights_digest']
 
 # %% ../nbs/02_feature_extractor.ipynb #60589770
 def create_backbone(arch: str,                          # tagged timm name, e.g. "resnet50.a1_in1k"
@@ -177,6 +177,7 @@ def run_tail(model: nn.Module,          # a timm model
 def cached_pass(model: nn.Module,       # a frozen timm model
                 items: list,            # (path, label) pairs
                 tfm,                    # the transform applied to every photo
+                *,
                 folder: Path,           # the run folder (the cache lives in its checkpoints/)
                 name: str,              # what the pass is, e.g. "train" or "valid"
                 start: int | None = None,  # None: pooled features; else activations entering that module
@@ -186,8 +187,9 @@ def cached_pass(model: nn.Module,       # a frozen timm model
                 seed: int = 0,          # the seed of the transform's random choices
                 engine: str = "torch"):  # torch, or onnx: the same pass run by ONNX Runtime (faster on a CPU)
     "Features (or trunk activations) of `items` under `tfm`: from the run's cache, or computed now."
-    key = [weights_digest(model, start), repr(tfm), photo_keys(items), seed, start, hflip]
-    path = run_file(folder, f"features_{name}", *key)
+    key = [weights_digest(model, start), repr(tfm), items_digest(items, Path(folder) / ".cache"), seed, start,
+           hflip, code_digest("data", "train", "models")]
+    path = run_file(folder, f"features_{name}", key)
     if path.exists():
         return Features(**load_checkpoint(path))
     set_seed(seed)
@@ -246,6 +248,33 @@ def onnx_pass(model: nn.Module,      # a frozen timm model
         return y.float() if start is None else y.half()
     return map_batches(run, model, dl, hflip, "features (ONNX Runtime)", device=torch.device("cpu"))
 
+# %% ../nbs/02_feature_extractor.ipynb #c0de0201
+@dataclass(frozen=True, kw_only=True)
+class FrozenConfig:
+    "Lesson 02's recipe: a pretrained backbone, its cached passes over the photos, a linear head trained on "
+    "them."
+    arch: str                 # tagged timm name
+    img_size: int | None      # input side; None keeps the backbone's own
+    views: int                # cached views of each training photo: the plain one, then augmented ones
+    cached_tail: bool         # also cache the activations where lesson 03's trainable groups begin
+    tail_groups: int          # layer groups (head included) that lesson 03 trains
+    head_epochs: int
+    head_lr: float            # the head's SGD rate from a random start; from ImageNet's rows, a tenth of it
+    head_init: str            # imagenet: ImageNet's rows for our breeds, when it has them; random
+    batch_size: int
+    workers: int              # loader processes of the passes (they draw the augmented views' random numbers)
+    seed: int
+    engine: str               # torch or onnx (ONNX Runtime): what runs the backbone's passes
+    weight_decay: float = 5e-4   # the head's
+
+    @classmethod
+    def from_settings(cls, s, **changes):  # s: the lesson's settings (configure); changes: fields to set
+        "The config a run's settings give, with `changes` on top."
+        return cls(**dict(arch=s.arch, img_size=s.img_size, views=s.feature_views, cached_tail=s.ft_cached,
+                          tail_groups=s.ft_groups, head_epochs=s.head_epochs, head_lr=s.head_lr,
+                          head_init=s.head_init, batch_size=s.batch_size, workers=s.workers, seed=s.seed,
+                          engine=s.engine) | changes)
+
 # %% ../nbs/02_feature_extractor.ipynb #e0c1a010
 @dataclass
 class FrozenFeatures:
@@ -273,40 +302,40 @@ def _concat(parts: list) -> Features:
     return Features(X=torch.cat([f.X for f in parts]), y=torch.cat([f.y for f in parts]),
                     seconds=sum(f.seconds for f in parts), key="+".join(f.key for f in parts))
 
-def frozen_features(model: nn.Module,          # a frozen timm model
-                    split,                     # the dataset's Split
-                    data_cfg: dict,            # the model's data config (input size, mean, std, crop)
-                    folder: Path,              # the run folder, where the passes are cached
-                    views: int = 1,            # training views: the unaugmented photos, then augmented ones
-                    cached_tail: bool = False,  # also cache the activations where the tail's groups begin
-                    tail_groups: int = 3,      # layer groups (head included) that lesson 03 trains
-                    batch_size: int = 64,
-                    workers: int = 2,
-                    seed: int = 42,
-                    engine: str = "torch"):    # torch or onnx (ONNX Runtime), for the passes that run now
+def frozen_features(model: nn.Module,       # a frozen timm model
+                    split,                  # the dataset's Split
+                    config: FrozenConfig,   # views, cached_tail, tail_groups, batches, seed, engine, img_size
+                    *,
+                    folder: Path):          # the run folder, where the passes are cached
     "Every pass of the frozen backbone that the frozen stage and cached fine-tuning need."
-    start = tail_start(model, tail_groups) if cached_tail else None
+    data_cfg = data_config(model, config.img_size)
+    start = tail_start(model, config.tail_groups) if config.cached_tail else None
     def one_pass(items, tfm, name, view_seed):
-        f = cached_pass(model, items, tfm, folder, name, start, False, batch_size, workers, view_seed, engine)
+        f = cached_pass(model, items, tfm, folder=folder, name=name, start=start, seed=view_seed,
+                        batch_size=config.batch_size, workers=config.workers, engine=config.engine)
         return (f, None) if start is None else (_pooled(model, start, f, folder), f)
     passes = [one_pass(split.train, eval_transform(data_cfg), "train", 0)]
     augment = train_transform(data_cfg)
-    passes += [one_pass(split.train, augment, f"train_aug{v}", seed + v) for v in range(1, views)]
+    for v in range(1, config.views):
+        passes.append(one_pass(split.train, augment, f"train_aug{v}", config.seed + v))
     valid, valid_acts = one_pass(split.valid, eval_transform(data_cfg), "valid", 0)
     train_acts = [acts for _, acts in passes if acts is not None]
-    return FrozenFeatures(_concat([f for f, _ in passes]), valid, start, train_acts, valid_acts, engine)
+    train = _concat([f for f, _ in passes])
+    return FrozenFeatures(train, valid, start, train_acts, valid_acts, config.engine)
 
 # %% ../nbs/02_feature_extractor.ipynb #7447a041
 def train_linear_head(train: tuple,              # (features, targets) of the training photos
                       valid: tuple,              # (features, targets) of the validation photos
-                      epochs: int = 25,
-                      lr: float = 0.1,           # SGD learning rate (momentum 0.9, cosine schedule)
+                      *,
+                      epochs: int,
+                      lr: float,                 # SGD learning rate (momentum 0.9, cosine schedule)
                       batch_size: int = 64,
                       drop_rate: float = 0.2,    # dropout before the linear layer
                       weight_decay: float = 5e-4,
                       seed: int = 42,
                       n_classes: int | None = None,  # None: one more than the largest label
-                      init: tuple | None = None):    # (weight, bias) to start from; None: random
+                      init: tuple | None = None,     # (weight, bias) to start from; None: random
+                      device=None):                  # where to train; None: the CPU
     "Train dropout + linear on features with SGD+momentum; returns (head, history)."
     set_seed(seed)
     (Xtr, ytr), (Xva, yva) = train, valid
@@ -319,7 +348,7 @@ def train_linear_head(train: tuple,              # (features, targets) of the tr
     valid_dl = DataLoader(TensorDataset(Xva, yva), 512)
     opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     sched = cosine_warmup(opt, epochs, len(train_dl), warmup_epochs=0.5)
-    history = fit(head, train_dl, valid_dl, epochs, opt, sched, amp=False)
+    history = fit(head, train_dl, valid_dl, epochs=epochs, opt=opt, sched=sched, amp=False, device=device)
     return head.cpu(), history
 
 # %% ../nbs/02_feature_extractor.ipynb #c0de02a2
@@ -340,41 +369,40 @@ class FrozenStage:
     history: list             # the head's learning curve
     head_seconds: float       # time to train the head
     imagenet_logits: torch.Tensor | None  # the untouched ImageNet head on val, restricted to our breeds
+    config: FrozenConfig      # the recipe that made it
 
-def frozen_stage(arch: str,                 # tagged timm name
-                 split,                     # the dataset's Split
-                 folder: Path,              # the run folder (caches)
-                 img_size: int | None = None,  # input side; None keeps the model's own
-                 views: int = 1,            # cached views of each training photo
-                 cached_tail: bool = False,  # also cache activations where lesson 03's groups begin
-                 tail_groups: int = 3,      # layer groups (head included) that lesson 03 trains
-                 head_epochs: int = 25,
-                 head_lr: float = 0.1,
-                 batch_size: int = 64,
-                 workers: int = 2,
-                 seed: int = 42,
-                 engine: str = "torch",     # torch or onnx: what runs the backbone's passes
-                 head_init: str = "random"):  # random, or imagenet: start from ImageNet's rows for our breeds
-    "Backbone `arch` with a linear head trained on its cached features."
-    model = create_backbone(arch)
+def frozen_head(config: FrozenConfig,
+                features: FrozenFeatures,   # the cached passes
+                n_classes: int,
+                *,
+                rows: tuple | None = None,  # imagenet_rows to start from; None: a random start
+                drop_rate: float = 0.2):    # dropout before the linear layer (the backbone's own)
+    "A linear head trained on the cached features; from ImageNet's rows it takes a tenth of head_lr."
+    lr = config.head_lr if rows is None else config.head_lr / 10   # near a solution: smaller steps
+    return train_linear_head((features.train.X, features.train.y), (features.valid.X, features.valid.y),
+                             epochs=config.head_epochs, lr=lr, batch_size=config.batch_size,
+                             drop_rate=drop_rate, weight_decay=config.weight_decay, seed=config.seed,
+                             n_classes=n_classes, init=rows, device=get_device())
+
+def frozen_stage(config: FrozenConfig,
+                 split,        # the dataset's Split
+                 out: Path):   # the run folder: the passes are cached in its checkpoints/
+    "Backbone `config.arch` with a linear head trained on its cached features: lesson 02's recipe."
+    model = create_backbone(config.arch)
     imagenet_head = copy.deepcopy(model.get_classifier())
     model.reset_classifier(len(split.classes))
     freeze_backbone(model)
-    data_cfg = data_config(model, img_size)
-    features = frozen_features(model, split, data_cfg, folder, views, cached_tail, tail_groups,
-                               batch_size, workers, seed, engine)
+    features = frozen_features(model, split, config, folder=out)
     t0 = time.time()
-    train, valid = (features.train.X, features.train.y), (features.valid.X, features.valid.y)
-    drop_rate = getattr(model, "drop_rate", 0.2)
     idx = imagenet_indices(split.classes)
-    start = imagenet_rows(imagenet_head, idx) if head_init == "imagenet" else None
-    rate = head_lr if start is None else head_lr / 10   # a start near a solution takes smaller steps
-    head, history = train_linear_head(train, valid, head_epochs, rate, batch_size, drop_rate, seed=seed,
-                                      n_classes=len(split.classes), init=start)
+    rows = imagenet_rows(imagenet_head, idx) if config.head_init == "imagenet" else None
+    head, history = frozen_head(config, features, len(split.classes), rows=rows,
+                                   drop_rate=getattr(model, "drop_rate", 0.2))
     model.get_classifier().load_state_dict(head[1].state_dict())
     with torch.no_grad():
         imagenet_logits = imagenet_head(features.valid.X)[:, idx] if idx else None
-    return FrozenStage(model, data_cfg, features, history, time.time() - t0, imagenet_logits)
+    return FrozenStage(model, data_config(model, config.img_size), features, history, time.time() - t0,
+                       imagenet_logits, config)
 
 # %% ../nbs/02_feature_extractor.ipynb #7b938f09
 @torch.no_grad()
@@ -490,7 +518,3 @@ def weights_digest(model: nn.Module,          # a timm model
     for p in params:
         h.update(p.detach().cpu().numpy().tobytes())
     return h.hexdigest()[:12]
-
-def photo_keys(items: list) -> list:  # (path, label) pairs
-    "Path, size and modification time of each photo: a changed photo changes every cache key."
-    return [(str(p), Path(p).stat().st_size, Path(p).stat().st_mtime_ns) for p, _ in items]

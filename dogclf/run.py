@@ -44,7 +44,8 @@ def fingerprint(nb: Path, params: dict, upstream: str = "") -> str:
 # %% ../nbs/run.ipynb #c0de0102
 def photos_key(data: str,     # --data ("" = not given)
                dataset: str,  # the catalogue dataset used when no folder is given
-               root: Path):   # the project root, whose data/ holds downloads
+               root: Path,    # the project root, whose data/ holds downloads
+               memo: Path | None = None):  # where the photos' hashes are remembered (the run's .cache)
     "A hash of the photos a run reads, or 'missing: FOLDER' when there is no such folder yet."
     from dogclf import data as data_module
     folder = data or os.environ.get("DOGCLF_DATA", "")
@@ -52,7 +53,7 @@ def photos_key(data: str,     # --data ("" = not given)
         folder = Path(root) / "data" / data_module.DATASETS[dataset].folder
     if not folder or not Path(folder).is_dir():
         return f"missing: {folder}"
-    return data_module.photo_listing(Path(folder))
+    return data_module.photo_listing(Path(folder), memo)
 
 # %% ../nbs/run.ipynb #c0de0105
 def lesson_parameters(nb: Path,        # a lesson notebook
@@ -239,7 +240,7 @@ def run_pipeline(profile: str = "auto",      # smoke | cpu | gpu | auto
     out = _run_folder(out or root / "runs" / profile)
     data = str(Path(data).resolve()) if data else ""
     settings = dict(profile=profile, data=data, out=str(out), **overrides)
-    photos = photos_key(data, overrides.get("dataset", PROFILES[profile]["dataset"]), root)
+    photos = photos_key(data, overrides.get("dataset", PROFILES[profile]["dataset"]), root, out / ".cache")
     env = dict(DOGCLF_RUN=json.dumps(settings), DOGCLF_RUN_ID=uuid.uuid4().hex[:12])
     upstream = ""
     for nb in lesson_notebooks(root / "nbs"):

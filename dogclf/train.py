@@ -6,17 +6,21 @@
 from __future__ import annotations
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
-from .core import save_checkpoint, load_checkpoint
+from .core import (check_config, code_digest, config_dict, items_digest, load_checkpoint, recipe_key,
+                         run_file, save_checkpoint)
+from .data import decoded_photos, eval_transform, make_loader, train_transform
 
 # %% auto #0
 __all__ = ['set_seed', 'get_device', 'autocast_dtype', 'lenet5', 'lenet_data_config', 'accuracy', 'top_k_accuracy', 'nll',
            'log_loss', 'scores', 'map_batches', 'predict_probs', 'evaluate', 'train_mode', 'TrainingDiverged', 'fit',
-           'one_cycle', 'cosine_warmup', 'plot_history']
+           'one_cycle', 'cosine_warmup', 'LenetConfig', 'lenet_loaders', 'Trained', 'train_lenet', 'plot_history']
 
 # %% ../nbs/01_lenet.ipynb #061fa598
 def set_seed(seed: int = 42):
@@ -178,6 +182,10 @@ def _check_finite(loss: torch.Tensor, epoch: int, step: int, opt):
                            "Lower the learning rate and run again.")
 
 # %% ../nbs/01_lenet.ipynb #d1e0d004
+def _hard(targets: torch.Tensor) -> torch.Tensor:
+    "Class indices of hard targets (N,) or of soft ones (N, K), such as MixUp makes: the largest share."
+    return targets.argmax(1) if targets.ndim == 2 else targets
+
 def _train_epoch(model: nn.Module,
                  dl,
                  opt,
@@ -188,7 +196,8 @@ def _train_epoch(model: nn.Module,
                  epoch: int,                 # counted from 1, for the progress bar and error messages
                  grad_clip: float | None = None,
                  accum_steps: int = 1,       # batches whose gradients add up before each optimiser step
-                 freeze_bn: bool = False) -> tuple:  # see train_mode
+                 freeze_bn: bool = False,    # see train_mode
+                 batch_hook=None) -> tuple:  # (images, targets) -> (images, targets), e.g. MixUp
     "One pass over `dl`; returns the mean training loss, the training accuracy and the number of images."
     device = next(model.parameters()).device
     train_mode(model, freeze_bn)
@@ -199,12 +208,14 @@ def _train_epoch(model: nn.Module,
         yb = yb.to(device, non_blocking=True)
         if xb.ndim == 4:   # images: channels_last is the layout convolutions run fastest in (GPU and CPU)
             xb = xb.contiguous(memory_format=torch.channels_last)
+        if batch_hook is not None:
+            xb, yb = batch_hook(xb, yb)
         logits, loss = _step(model, xb, yb, loss_fn, dtype, scaler, accum_steps)
         _check_finite(loss, epoch, i + 1, opt)        # before the update: a NaN never reaches the weights
         if (i + 1) % accum_steps == 0 or i + 1 == len(dl):
             _update(model, opt, sched, scaler, grad_clip)
         total_loss += loss.item() * len(yb)
-        correct += (logits.argmax(1) == yb).sum().item()
+        correct += (logits.argmax(1) == _hard(yb)).sum().item()
         seen += len(yb)
     return total_loss / seen, correct / seen, seen
 
@@ -228,16 +239,20 @@ def _set_rng_state(state: dict, dl):
         dl.generator.set_state(state["loader"])
 
 # %% ../nbs/01_lenet.ipynb #5beb5c20
-def _save(checkpoint: Path, model: nn.Module, opt, sched, history: list, train_dl):
-    "Write everything needed to continue after this epoch to `checkpoint`, atomically."
+def _save(checkpoint: Path, model: nn.Module, opt, sched, history: list, train_dl,
+          config: dict | None = None):
+    "Write everything needed to continue after this epoch to `checkpoint`, atomically, with the run's config."
     save_checkpoint(checkpoint, model=model.state_dict(), opt=opt.state_dict(), history=history,
-                    sched=sched.state_dict() if sched is not None else None, rng=_rng_state(train_dl))
+                    sched=sched.state_dict() if sched is not None else None, rng=_rng_state(train_dl),
+                    config=config)
 
-def _resume(checkpoint: Path | None, model: nn.Module, opt, sched, train_dl) -> list:
-    "Restore what `_save` wrote to `checkpoint`, if it exists; returns the history so far."
+def _resume(checkpoint: Path | None, model: nn.Module, opt, sched, train_dl, config=None) -> list:
+    "Restore what `_save` wrote to `checkpoint`, if it exists (refusing another config); returns the history."
     if not checkpoint or not Path(checkpoint).exists():
         return []
     state = load_checkpoint(checkpoint)   # on the CPU: load_state_dict copies onto the model's device
+    if config is not None:
+        check_config(state.get("config"), config, checkpoint)
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     if sched is not None:
@@ -252,32 +267,37 @@ def _print_record(record: dict):
     fields = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()]
     print(" ".join(fields), flush=True)
 
-def fit(model: nn.Module,                # trained in place, on get_device()
+def fit(model: nn.Module,                # trained in place
         train_dl,                         # training loader
         val_dl,                           # validation loader, evaluated after every epoch
+        *,
         epochs: int,                      # total epochs, counting those already in `checkpoint`
         opt: torch.optim.Optimizer,       # optimiser of the trainable parameters
         sched=None,                       # a torch LR scheduler stepped after every optimiser step, or None
-        loss_fn=None,                     # default: cross-entropy
+        loss_fn=None,                     # default: cross-entropy (it takes class indices or soft targets)
+        device=None,                      # where to train; None: where the model's parameters are
         checkpoint: Path | None = None,   # save after every epoch and resume from here
+        config=None,                      # the recipe's config: saved in `checkpoint`, checked on resume
         grad_clip: float | None = None,   # clip the gradient norm to this value
         amp: bool = True,                 # mixed precision on CUDA (ignored on the CPU)
         accum_steps: int = 1,             # batches whose gradients add up before each optimiser step
         freeze_bn: bool = False,          # keep every BatchNorm layer in eval mode (see train_mode)
+        batch_hook=None,                  # (images, targets) -> (images, targets) before each step (MixUp)
         on_epoch_end=None) -> list:       # called with each epoch's record
     "Train `model` for `epochs` epochs; returns the per-epoch history. A NaN loss raises TrainingDiverged."
-    device = get_device()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     dtype = autocast_dtype(device) if amp else None
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    history = _resume(checkpoint, model, opt, sched, train_dl)
+    saved = config_dict(config) if config is not None else None
+    history = _resume(checkpoint, model, opt, sched, train_dl, config)
     for epoch in range(len(history) + 1, epochs + 1):
         start = time.time()
-        train_loss, train_acc, seen = _train_epoch(model, train_dl, opt, sched, loss_fn, scaler, dtype,
-                                                   epoch, grad_clip, accum_steps, freeze_bn)
+        train_loss, train_acc, seen = _train_epoch(model, train_dl, opt, sched, loss_fn, scaler, dtype, epoch,
+                                                   grad_clip, accum_steps, freeze_bn, batch_hook)
         record = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc,
                       **evaluate(model, val_dl, device),
                       lr=opt.param_groups[-1]["lr"], wall_s=time.time() - start)
@@ -285,7 +305,7 @@ def fit(model: nn.Module,                # trained in place, on get_device()
         history.append(record)
         _print_record(record)
         if checkpoint:
-            _save(checkpoint, model, opt, sched, history, train_dl)
+            _save(checkpoint, model, opt, sched, history, train_dl, saved)
         if on_epoch_end:
             on_epoch_end(record)
     return history
@@ -308,6 +328,77 @@ def cosine_warmup(opt, epochs: int, steps_per_epoch: int, warmup_epochs: float =
     warmup = schedules.LinearLR(opt, 0.01, 1.0, warm)
     decay = schedules.CosineAnnealingLR(opt, max(1, total - warm))
     return schedules.SequentialLR(opt, [warmup, decay], [warm])
+
+# %% ../nbs/01_lenet.ipynb #4db3a8e6
+@dataclass(frozen=True, kw_only=True)
+class LenetConfig:
+    "LeNet-5 trained from scratch: the recipe's whole setting, and the key of its checkpoint."
+    size: int           # input side in pixels
+    epochs: int
+    lr: float           # AdamW's peak rate under the one-cycle schedule
+    batch_size: int
+    augment: bool       # a new random crop, flip and colour change of each photo every epoch
+    seed: int
+    workers: int        # loader processes that make the augmented photos (each draws its own random numbers)
+    weight_decay: float = 0.05   # AdamW's decoupled weight decay
+
+    @classmethod
+    def from_settings(cls, s, **changes):  # s: the lesson's settings (configure); changes: fields to set
+        "The config a run's settings give, with `changes` on top."
+        return cls(**dict(size=s.lenet_size, epochs=s.lenet_epochs, lr=s.lenet_lr, batch_size=s.batch_size,
+                          augment=True, seed=s.seed, workers=s.workers) | changes)
+
+# %% ../nbs/01_lenet.ipynb #c0de0142
+def _fixed(photos: list, data_cfg: dict) -> TensorDataset:
+    "The photos through the eval transform, once: it gives the same tensor every epoch."
+    tfm = eval_transform(data_cfg)
+    images = torch.stack([tfm(im) for im, _ in photos])
+    return TensorDataset(images, torch.tensor([label for _, label in photos]))
+
+def lenet_loaders(config: LenetConfig,
+                  train_photos: list,   # (PIL image, label) pairs, as decoded_photos gives them
+                  valid_photos: list):
+    "Training loader (augmented or not) and validation loader at LeNet's size."
+    dc = lenet_data_config(config.size)
+    valid_dl = DataLoader(_fixed(valid_photos, dc), config.batch_size)
+    if not config.augment:
+        shuffle = torch.Generator().manual_seed(config.seed)
+        train_dl = DataLoader(_fixed(train_photos, dc), config.batch_size, shuffle=True, generator=shuffle)
+        return train_dl, valid_dl
+    tfm = train_transform(dc, scale=(0.5, 1.0))   # a new random version of each photo every epoch
+    train_dl = make_loader(train_photos, tfm, config.batch_size, shuffle=True, workers=config.workers,
+                           seed=config.seed)
+    return train_dl, valid_dl
+
+# %% ../nbs/01_lenet.ipynb #c4d39d7c
+@dataclass
+class Trained:
+    "What a training recipe returns: the model, its learning curve, its training time, its config and key."
+    model: nn.Module
+    history: list
+    seconds: float      # the epochs' own times, also when resumed from a checkpoint
+    config: object      # the recipe's config
+    key: str            # recipe_key: the name of its checkpoint
+    val_dl: object = None   # the validation loader it was scored on
+
+def train_lenet(config: LenetConfig,
+                split,                         # the dataset's Split
+                out: Path,                     # the run folder: the checkpoint lives in its checkpoints/
+                photos: tuple | None = None):  # (train, valid) decoded photos: decode once for two runs
+    "LeNet-5 trained by `config` on the split's photos, resumed from its checkpoint if it has one."
+    size = 2 * config.size   # a crop of half the photo still has enough pixels
+    photos = photos or (decoded_photos(split.train, size), decoded_photos(split.valid, size))
+    key = recipe_key(config, photos=items_digest(split.train + split.valid, Path(out) / ".cache"),
+                     code=code_digest("data", "train"))
+    set_seed(config.seed)
+    model = lenet5(len(split.classes), config.size)
+    train_dl, val_dl = lenet_loaders(config, *photos)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = one_cycle(opt, config.lr, config.epochs, len(train_dl))
+    history = fit(model, train_dl, val_dl, epochs=config.epochs, opt=opt, sched=sched, device=get_device(),
+                  checkpoint=run_file(out, "lenet", key), config=config)
+    return Trained(model=model, history=history, seconds=sum(r["wall_s"] for r in history), config=config,
+                   key=key, val_dl=val_dl)
 
 # %% ../nbs/01_lenet.ipynb #a8293fea
 def plot_history(histories: dict,     # name -> history list from fit

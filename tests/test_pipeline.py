@@ -68,7 +68,7 @@ def test_tests_never_write_into_runs(monkeypatch, tmp_path):
     assert cfg.out.parent.name == "dogclf-test-runs" and cfg.out.is_dir()
     assert not (tmp_path / "runs").exists()
 
-LAYERS = ["core", "data", "train", "models", "finetune", "ensemble", "analysis", "run", "__main__"]
+LAYERS = ["core", "noise", "data", "train", "models", "finetune", "ensemble", "analysis", "run", "__main__"]
 
 def _dogclf_imports(path):
     "The dogclf modules that the module at `path` imports, anywhere in it."
@@ -82,7 +82,7 @@ def _dogclf_imports(path):
     return found
 
 def test_library_layering():
-    "core <- data <- train <- models <- finetune <- ensemble <- analysis <- run: nothing imports upward, nothing imports run."
+    "core <- noise <- data <- train <- models <- finetune <- ensemble <- analysis <- run: nothing imports upward, nothing imports run."
     for path in sorted((ROOT / "dogclf").glob("*.py")):
         name, imported = path.stem, _dogclf_imports(path)
         if name in ("__init__", "_modidx"):
@@ -282,6 +282,20 @@ def test_smoke_pipeline_is_trustworthy(few_photos, tmp_path):
     scores = {k: v.get("val_acc") for k, v in res["stages"].items()}
     r = _run(few_photos, out)
     assert r.returncode == 0 and r.stdout.count("skipped") == len(LESSONS), _said(r)
+    # the same photos written again (new modification times, same bytes): nothing runs again
+    for photo in sorted(few_photos.rglob("*.JPEG")):
+        data = photo.read_bytes()
+        photo.unlink()
+        photo.write_bytes(data)
+    r = _run(few_photos, out)
+    assert r.returncode == 0 and r.stdout.count("skipped") == len(LESSONS), _said(r)
+    # one photo's bytes changed, its size and dates restored (`touch -r`): every lesson runs again
+    from test_stale import _rewrite_same_size
+    _rewrite_same_size(sorted(few_photos.rglob("*.JPEG"))[0])
+    r = _run(few_photos, out)
+    assert r.returncode == 0 and "skipped" not in r.stdout, _said(r)
+    assert all(f"> {lesson}.ipynb" in r.stdout for lesson in LESSONS), _said(r)
+    scores = {k: v.get("val_acc") for k, v in _stages(out).items()}
     # LeNet diverges at this rate: lesson 01 fails, and what it wrote does not count
     r = _run(few_photos, out, "-p", "lenet_lr", "1e9")
     assert r.returncode == 1 and "01_lenet.ipynb failed" in r.stderr and "Traceback" not in r.stderr, _said(r)

@@ -43,3 +43,52 @@ def test_compound_statement_bodies_on_their_own_line():
                 if node.body[0].lineno == node.lineno:
                     offenders.append(f"{path.name}:{node.lineno}")
     assert not offenders, f"bodies on the same line as their if/for/while/with/try: {offenders}"
+
+# ---------------------------------------------------------------- issue 26: recipes are called with keywords
+import json, re
+ROOT = LIB.parent
+RECIPES = {"train_lenet", "frozen_stage", "finetune_run", "ensemble_member", "finetune", "finetune_gradual", "fit",
+           "train_linear_head", "frozen_head", "frozen_features", "cached_pass", "finetune_source", "memory_source",
+           "fit_head", "lr_find", "run_file", "recipe_key", "save_finetuned", "lenet_loaders"}
+
+def _sources():
+    "(where, code) of every notebook code cell, benchmark and test."
+    for nb in sorted((ROOT / "nbs").glob("*.ipynb")):
+        for i, c in enumerate(json.loads(nb.read_text())["cells"]):
+            if c["cell_type"] == "code":
+                lines = "".join(c["source"]).splitlines()   # shell and magic lines become `pass`
+                code = "\n".join(l[:len(l) - len(l.lstrip())] + "pass" if l.lstrip().startswith(("%", "!")) else l
+                                 for l in lines)
+                yield f"{nb.name} cell {i}", code
+    for folder in ("benchmarks", "tests"):
+        for path in sorted((ROOT / folder).glob("*.py")):
+            yield str(path.relative_to(ROOT)), path.read_text()
+
+def test_recipes_take_at_most_three_positional_arguments():
+    "Issue 26: a recipe's settings travel as a config or keywords, never as a long positional call."
+    long_calls = []
+    for where, code in _sources():
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.Call):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                if name in RECIPES and len(node.args) > 3:
+                    long_calls.append(f"{where}: {name} with {len(node.args)} positional arguments")
+    assert not long_calls, long_calls
+
+def _main_path_cells(nb: Path) -> list:
+    "Code cells of a lesson before its 'Under the hood' part, without export cells and the parameters cell."
+    cells = []
+    for c in json.loads(nb.read_text())["cells"]:
+        source = "".join(c["source"])
+        if c["cell_type"] == "markdown" and re.match(r"#+ Under the hood", source):
+            break
+        tags = c.get("metadata", {}).get("tags", [])
+        if c["cell_type"] == "code" and not source.startswith("#| ") and "parameters" not in tags:
+            cells.append(source)
+    return cells
+
+@pytest.mark.parametrize("nb", sorted((ROOT / "nbs").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.name)
+def test_lesson_cells_fit_on_a_screen(nb):
+    "Issue 26: no lesson code cell over 30 lines on the main path (a long reading becomes a tested helper)."
+    long = [(s.splitlines()[0][:60], len(s.splitlines())) for s in _main_path_cells(nb) if len(s.splitlines()) > 30]
+    assert not long, f"{nb.name}: code cells over 30 lines: {long}"
