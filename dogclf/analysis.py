@@ -463,6 +463,9 @@ def predict(photo,               # a file path or a PIL image
     "Top-k (breed, probability) pairs for one photo, from the run's ONNX export."
     import onnxruntime as ort
     run_dir = Path(run_dir)
+    if not (run_dir / "model.onnx").exists():
+        raise FileNotFoundError(f"No model.onnx in {run_dir}: export one with lesson 05 "
+                                f"(dogclf run --only 05 --out {run_dir})")
     spec = json.loads((run_dir / "preprocess.json").read_text())
     labels = json.loads((run_dir / "labels.json").read_text())
     img = photo if isinstance(photo, Image.Image) else load_rgb(photo)

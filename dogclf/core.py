@@ -142,7 +142,8 @@ def configure(params: dict,        # the lesson's parameters (pass `globals()`);
     changed = {k: v for k, v in given.items() if k in settings and v != settings[k]}
     settings.update(changed)
     root = project_root()
-    default = _test_run_folder(name) if in_test() else root / "runs" / name
+    notebook = root / "runs" / f"{name}-notebook"   # JupyterLab or nbconvert: `dogclf run` always gives `out`
+    default = _test_run_folder(name) if in_test() else notebook
     out = Path(given.get("out") or default)
     out.mkdir(parents=True, exist_ok=True)
     settings.update(profile=name, data=given.get("data") or "", out=out, root=root)

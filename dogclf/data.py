@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .core import atomic_write, file_digests, items_digest
 
 # %% auto #0
-__all__ = ['WOOF_BREEDS', 'DATASETS', 'IMAGE_EXTS', 'Split', 'take_per_class', 'stratified_split', 'load_split',
+__all__ = ['WOOF_BREEDS', 'DATASETS', 'IMAGE_EXTS', 'Split', 'take_per_class', 'stratified_split', 'check_split', 'load_split',
            'unseen_by_imagenet', 'data_config', 'eval_transform', 'train_transform', 'ImageDataset', 'seed_worker',
            'make_loader', 'decoded_photos', 'show_grid', 'baselines', 'Archive', 'DatasetInfo', 'DownloadError',
            'download', 'safe_extract', 'check_archive', 'count_photos', 'get_dataset', 'resolve_data', 'load_rgb',
@@ -78,6 +78,23 @@ def stratified_split(items: list,             # (path, label) pairs
         valid += many_valid
     return sorted(train), sorted(valid)
 
+# %% ../nbs/00_data.ipynb #c0de0002b
+def check_split(split: Split,    # the photos a run will use
+                root: Path = ""):  # where they come from, for the message
+    "ValueError naming what is missing when the photos are too few to train on and report on."
+    where = f" in {root}" if str(root) else ""
+    if len(split.classes) < 2:
+        names = ", ".join(split.classes) or "none"
+        raise ValueError(f"{len(split.classes)} class{where} ({names}): a classifier needs at least 2; put each "
+                         "class's photos in a sub-folder of its own")
+    train, valid = Counter(y for _, y in split.train), Counter(y for _, y in split.valid)
+    short = [c for i, c in enumerate(split.classes) if train[i] < 2 or valid[i] < 1]
+    if short:
+        named = ", ".join(short[:5]) + (" and others" if len(short) > 5 else "")
+        raise ValueError(f"too few photos{where} for {named}: each class needs at least 2 training photos and "
+                         "1 validation photo (3 photos in a folder without its own validation split)")
+    return split
+
 # %% ../nbs/00_data.ipynb #f473502b
 def load_split(root: Path,                          # folder of photos, as resolve_data returns
                valid_pct: float = 0.2,              # validation share, for layouts without their own split
@@ -89,7 +106,7 @@ def load_split(root: Path,                          # folder of photos, as resol
     split = read_split(root, valid_pct, seed)
     split.train = check_images(take_per_class(split.train, train_per_class, seed), cache_dir)
     split.valid = check_images(take_per_class(split.valid, val_per_class, seed), cache_dir)
-    return split
+    return check_split(split, root)
 
 # %% ../nbs/00_data.ipynb #18dcd6ad
 def unseen_by_imagenet(items: list) -> np.ndarray:  # (path, label) pairs

@@ -205,6 +205,8 @@ def _need_papermill():
 def _chosen(nbs: Path,                # the folder of lesson notebooks
             only: list[str] | None):  # stem prefixes from --only
     "The lessons in `nbs` that `only` selects; RunError when there are none."
+    if only is not None and not only:
+        raise RunError("--only needs at least one lesson, e.g. --only 00 01 (without it, every lesson runs)")
     lessons = lesson_notebooks(nbs)
     if not lessons:
         raise RunError(f"No lesson notebooks (00_name.ipynb ...) in {nbs}: run dogclf in the project folder")
@@ -226,6 +228,18 @@ def _run_folder(out: Path) -> Path:  # the --out folder
         raise RunError(f"cannot write to the run folder {out}: {e.strerror}") from None
     return out
 
+def _data_folder(data: str):  # --data ("" = not given)
+    "RunError when --data (or $DOGCLF_DATA) names no folder, before any lesson starts."
+    given, where = (data, "--data") if data else (os.environ.get("DOGCLF_DATA", ""), "$DOGCLF_DATA")
+    if given and not Path(given).exists():
+        raise RunError(f"{where} {given} does not exist: give the folder that holds your photos")
+    if given and not Path(given).is_dir():
+        raise RunError(f"{where} {given} is a file: give the folder that holds your photos (a sub-folder per "
+                       "class, or train/ and val/)")
+    if given:
+        from dogclf import data as data_module
+        data_module.check_split(data_module.read_split(Path(given)), given)   # enough classes and photos
+
 # %% ../nbs/run.ipynb #4c96f7b1
 def run_pipeline(profile: str = "auto",      # smoke | cpu | gpu | auto
                  data: str = "",             # folder of photos; "" = $DOGCLF_DATA or the downloaded dataset
@@ -237,6 +251,7 @@ def run_pipeline(profile: str = "auto",      # smoke | cpu | gpu | auto
     check_overrides(profile, overrides)
     _need_papermill()
     chosen = _chosen(root / "nbs", only)
+    _data_folder(data)
     out = _run_folder(out or root / "runs" / profile)
     data = str(Path(data).resolve()) if data else ""
     settings = dict(profile=profile, data=data, out=str(out), **overrides)
@@ -253,12 +268,19 @@ def run_pipeline(profile: str = "auto",      # smoke | cpu | gpu | auto
 def publish_run(out: Path,                # a run folder
                 dest: Path | None = None,  # where to copy it; default results/<profile>
                 readme: bool = False,      # also rewrite README's results and copy the figures into static/
-                section: str = "results"):  # README's section, between <!-- section:start/end -->
+                section: str = "results",  # README's section, between <!-- section:start/end -->
+                partial: bool = False):    # publish a run some of whose lessons failed or did not run
     "Copy a run's results.json (with lesson wall times), executed lessons and figures into the repository."
     out, root = Path(out), project_root()
     res = read_results(out)
     if not res["stages"]:
         raise RunError(f"No results in {out}: run `dogclf run` first")
+    failed = sorted(p.name.split(".")[0] for p in out.glob("*.failed.ipynb"))
+    missing = [nb.stem for nb in lesson_notebooks(root / "nbs") if not (out / ".done" / f"{nb.stem}.json").exists()]
+    if (failed or missing) and not partial:
+        raise RunError(f"{out} is not a finished run (failed: {', '.join(failed) or 'none'}; not finished: "
+                       f"{', '.join(missing) or 'none'}): rerun `dogclf run` until every lesson finishes, or "
+                       "publish it as it is with --partial")
     dest = Path(dest or root / "results" / res["profile"])
     for nb in lesson_notebooks(out):
         atomic_write(dest / nb.name, nb.read_bytes())
@@ -354,6 +376,8 @@ def _parser() -> argparse.ArgumentParser:
     pb.add_argument("--dest", default="", help="folder to copy into (default: results/<profile>)")
     pb.add_argument("--readme", action="store_true",
                     help="also rewrite README's results and copy the figures into static/")
+    pb.add_argument("--partial", action="store_true",
+                    help="publish a run some of whose lessons failed or did not run")
     pb.add_argument("--section", default="results",
                     help="README section to rewrite (default: results; only its figures go to static/)")
     return ap
@@ -367,7 +391,7 @@ def main(argv: list[str] | None = None):
         sys.exit(2)
     try:
         if a.cmd == "publish":
-            publish_run(Path(a.out), a.dest or None, a.readme, a.section)
+            publish_run(Path(a.out), a.dest or None, a.readme, a.section, partial=a.partial)
             return
         res = run_pipeline(a.profile, a.data, a.out, {k: _literal(v) for k, v in a.p}, a.only)
     except KeyboardInterrupt:

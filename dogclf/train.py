@@ -316,7 +316,10 @@ def one_cycle(opt,
               epochs: int,
               steps_per_epoch: int,
               pct_start: float = 0.25):  # share of the steps spent warming up
-    "torch's OneCycleLR over `epochs` epochs."
+    "torch's OneCycleLR over `epochs` epochs; on a few steps, the warm-up gets a step and a half."
+    total = epochs * steps_per_epoch
+    if total >= 3 and pct_start * total <= 1:   # torch divides by the warm-up's length: 0 when it is one step
+        pct_start = 1.5 / total
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, epochs=epochs,
                                                steps_per_epoch=steps_per_epoch, pct_start=pct_start)
 

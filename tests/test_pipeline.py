@@ -1,5 +1,5 @@
 "The pipeline as a user runs it: small stand-in lessons for its logic, then the smoke profile end to end on real photos."
-import ast, json, os, re, signal, subprocess, sys, time
+import ast, json, os, re, shutil, signal, subprocess, sys, time
 from configparser import ConfigParser
 from pathlib import Path
 import nbformat
@@ -43,6 +43,7 @@ def test_dogclf_profile_picks_the_profile(monkeypatch, tmp_path):
     monkeypatch.setenv("DOGCLF_PROFILE", "smoke")
     assert pick_profile() == "smoke" and pick_profile("auto") == "smoke"
     assert configure(dict(profile="auto"), show=False).profile == "smoke"
+    assert configure(dict(profile="auto"), show=False).out == tmp_path / "runs" / "smoke-notebook"   # not dogclf run's
     assert pick_profile("cpu") == "cpu"   # an explicit profile wins
     monkeypatch.setenv("DOGCLF_PROFILE", "tpu")
     with pytest.raises(ValueError, match="tpu"): pick_profile()
@@ -172,7 +173,9 @@ def project(tmp_path):
     _lesson(root / "nbs" / "01_b.ipynb", common + "\nhead_epochs = None", LESSON_B)
     photos = tmp_path / "photos"
     photos.mkdir()
-    for name in ["a.jpg", "b.jpg"]: (photos / name).write_bytes(b"photo")
+    for name in ["a/1.jpg", "a/2.jpg", "a/3.jpg", "b/1.jpg", "b/2.jpg", "b/3.jpg", "b/4.jpg"]:
+        (photos / name).parent.mkdir(exist_ok=True)
+        (photos / name).write_bytes(b"photo")
     return root, photos, tmp_path / "run"
 
 def _completed(nb):
@@ -201,7 +204,7 @@ def test_failed_lesson_leaves_nothing_behind(project):
     assert not list(out.glob("*.failed.ipynb")) and all(_completed(out / f"{s}.ipynb") for s in ["00_a", "01_b"])
     assert _run(photos, out, cwd=root).stdout.count("skipped") == 2
     # other photos: the lessons run again
-    (photos / "b.jpg").unlink()
+    (photos / "b" / "4.jpg").unlink()
     r = _run(photos, out, "--only", "00", cwd=root)
     assert r.returncode == 0 and "> 00_a.ipynb" in r.stdout and "skipped" not in r.stdout, _said(r)
     assert first["b"]["lesson"] == "01_b"   # each stage names the lesson that recorded it
@@ -312,17 +315,41 @@ def test_smoke_pipeline_is_trustworthy(few_photos, tmp_path):
     assert r.returncode == 0 and "> 00_data.ipynb" in r.stdout, _said(r)
     assert _repo_state() == before, "a run writes nothing outside --out"
 
+def test_a_folder_of_your_own_photos_runs_every_lesson(woof, tmp_path):
+    "Issue 27: three classes named by breed (not ImageNet ids), 8 photos each, through all six lessons."
+    mine = tmp_path / "mydogs"
+    for name, wnid in [("beagle", "n02088364"), ("collie", "n02105641"), ("samoyed", "n02111889")]:
+        (mine / name).mkdir(parents=True)
+        for photo in sorted((woof / "train" / wnid).iterdir())[:8]:
+            shutil.copy2(photo, mine / name / photo.name)
+    r = _run(mine, tmp_path / "run")
+    assert r.returncode == 0, _said(r)
+    stages = _stages(tmp_path / "run")
+    assert "imagenet_head" not in stages, "no ImageNet head for classes ImageNet does not have"
+    assert {"lenet", "feature_extractor", "finetune", "ensemble", "export"} <= set(stages)
+    for name in ["collie", "samoyed"]:
+        (mine / name).rename(tmp_path / name)   # one class left: refused before any lesson starts
+    r = _run(mine, tmp_path / "run")
+    assert r.returncode == 1 and "needs at least 2" in r.stderr and "Traceback" not in r.stderr, _said(r)
+    assert len(r.stderr.strip().splitlines()) == 1 and "> 00_data.ipynb" not in r.stdout, _said(r)
+
 def test_analysis_alone_in_a_fresh_folder(few_photos, tmp_path):
     r = _run(few_photos, tmp_path / "fresh", "--only", "05")
     assert r.returncode == 0, _said(r)
 
-def test_failure_names_notebook_and_cell_and_keeps_partial(tmp_path):
+def test_bad_data_is_refused_before_anything_runs(few_photos, tmp_path):
+    "Issue 27: a mistyped --data, or a file, is one line before lesson 00 starts, and a finished lesson stays finished."
     out = tmp_path / "run"
-    r = _run(tmp_path / "missing", out, "--only", "00", cwd=ROOT)
-    assert r.returncode == 1, _said(r)
-    assert "00_data.ipynb failed in cell" in r.stderr and "does not exist" in r.stderr and "00_data.failed.ipynb" in r.stderr
-    assert (out / "00_data.failed.ipynb").exists() and not (out / "00_data.ipynb").exists()
-    assert not (out / ".done" / "00_data.json").exists()
+    r = _run(few_photos, out, "--only", "00")
+    assert r.returncode == 0, _said(r)
+    a_photo = next((few_photos / "train").rglob("*.JPEG"))
+    for bad, message in [(tmp_path / "missing", "does not exist"), (a_photo, "is a file")]:
+        r = _run(bad, out, "--only", "00")
+        assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, _said(r)
+        assert "> 00_data.ipynb" not in r.stdout, _said(r)
+    assert (out / ".done" / "00_data.json").exists(), "the failed command un-finished lesson 00"
+    r = _run(few_photos, out, "--only")
+    assert r.returncode == 1 and "--only needs at least one lesson" in r.stderr, _said(r)
 
 def test_gpu_profile_code_path_on_cpu(woof, tmp_path):
     "The gpu profile's own code path (photos through the whole network, full fine-tuning, augmented views, no cached trunk), tiny."
