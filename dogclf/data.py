@@ -85,14 +85,18 @@ def check_split(split: Split,    # the photos a run will use
     where = f" in {root}" if str(root) else ""
     if len(split.classes) < 2:
         names = ", ".join(split.classes) or "none"
-        raise ValueError(f"{len(split.classes)} class{where} ({names}): a classifier needs at least 2; put each "
-                         "class's photos in a sub-folder of its own")
+        raise ValueError(f"{len(split.classes)} class{where} ({names}): a classifier needs at least 2; "
+                         "put each class's photos in a sub-folder of its own")
+    both = {Path(p).resolve() for p, _ in split.train} & {Path(p).resolve() for p, _ in split.valid}
+    if both:
+        raise ValueError(f"{len(both)} photo(s){where} are in both the training and the validation split, "
+                         f"e.g. {sorted(both)[0]}: a photo belongs to one split only")
     train, valid = Counter(y for _, y in split.train), Counter(y for _, y in split.valid)
     short = [c for i, c in enumerate(split.classes) if train[i] < 2 or valid[i] < 1]
     if short:
         named = ", ".join(short[:5]) + (" and others" if len(short) > 5 else "")
-        raise ValueError(f"too few photos{where} for {named}: each class needs at least 2 training photos and "
-                         "1 validation photo (3 photos in a folder without its own validation split)")
+        raise ValueError(f"too few photos{where} for {named}: each class needs at least 2 training photos "
+                         "and 1 validation photo (3 photos in a folder without its own validation split)")
     return split
 
 # %% ../nbs/00_data.ipynb #f473502b
@@ -627,6 +631,12 @@ def _kaggle_items(root: Path) -> tuple:
     "Kaggle dog-breed-identification: labels.csv (id, breed) and train/<id>.jpg."
     with open(root / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
+    seen = {}
+    for line, r in enumerate(rows, start=2):   # line 1 is the header
+        if r["id"] in seen:
+            raise ValueError(f"{root / 'labels.csv'} lists the photo {r['id']} twice (lines "
+                             f"{seen[r['id']]} and {line}): keep one line per photo")
+        seen[r["id"]] = line
     classes = sorted({r["breed"] for r in rows})
     index = {c: i for i, c in enumerate(classes)}
     missing = [r["id"] for r in rows if not (root / "train" / f"{r['id']}.jpg").exists()]

@@ -276,7 +276,8 @@ def publish_run(out: Path,                # a run folder
     if not res["stages"]:
         raise RunError(f"No results in {out}: run `dogclf run` first")
     failed = sorted(p.name.split(".")[0] for p in out.glob("*.failed.ipynb"))
-    missing = [nb.stem for nb in lesson_notebooks(root / "nbs") if not (out / ".done" / f"{nb.stem}.json").exists()]
+    done = {p.stem for p in (out / ".done").glob("*.json")}
+    missing = [nb.stem for nb in lesson_notebooks(root / "nbs") if nb.stem not in done]
     if (failed or missing) and not partial:
         raise RunError(f"{out} is not a finished run (failed: {', '.join(failed) or 'none'}; not finished: "
                        f"{', '.join(missing) or 'none'}): rerun `dogclf run` until every lesson finishes, or "
