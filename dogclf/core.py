@@ -316,7 +316,8 @@ def recipe_key(config,    # the recipe's config
 def card(config) -> str:  # a recipe's config
     "The config one field a line, as a lesson shows it."
     fields = dataclasses.asdict(config)
-    rows = [f"  {k:<16} {v!r}" for k, v in fields.items() if not isinstance(v, dict)]
+    shown = lambda v: f"{v:.4g}" if isinstance(v, float) else repr(v)   # 2.848e-06, not 2.848035868435802e-06
+    rows = [f"  {k:<16} {shown(v)}" for k, v in fields.items() if not isinstance(v, dict)]
     nested = [f"  {k:<16} {type(getattr(config, k)).__name__}(...)"
               for k, v in fields.items() if isinstance(v, dict)]
     return "\n".join([type(config).__name__, *rows, *nested])

@@ -48,6 +48,8 @@ def verdict(gain: float,                # accuracy of the model minus that of wh
     "How `gain` reads against its noise: a sentence fragment without a trailing period."
     if two_se < 0:
         raise ValueError(f"two_se cannot be negative, got {two_se}")
+    if gain == 0 and two_se == 0:   # paired: not one photo where the two differ
+        return f"is right on exactly the same photos as {what}"
     if gain > two_se:
         return f"beats {what} by **{gain:+.1%}**, more than two standard errors (±{two_se:.1%})"
     if gain < -two_se:
