@@ -370,6 +370,7 @@ class FrozenStage:
     head_seconds: float       # time to train the head
     imagenet_logits: torch.Tensor | None  # the untouched ImageNet head on val, restricted to our breeds
     config: FrozenConfig      # the recipe that made it
+    head_start: str = "random"   # where the head started: imagenet (its rows for our breeds) or random
 
 def frozen_head(config: FrozenConfig,
                 features: FrozenFeatures,   # the cached passes
@@ -402,7 +403,7 @@ def frozen_stage(config: FrozenConfig,
     with torch.no_grad():
         imagenet_logits = imagenet_head(features.valid.X)[:, idx] if idx else None
     return FrozenStage(model, data_config(model, config.img_size), features, history, time.time() - t0,
-                       imagenet_logits, config)
+                       imagenet_logits, config, "random" if rows is None else "imagenet")
 
 # %% ../nbs/02_feature_extractor.ipynb #7b938f09
 @torch.no_grad()
