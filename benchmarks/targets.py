@@ -104,7 +104,8 @@ def main():
     a = ap.parse_args(); root = project_root()
     cfg = configure(dict(profile="cpu", data=str(Path(a.data).resolve()), out=a.out or str(root / "runs" / "cpu")), show=False)
     cfg.out = Path(cfg.out)
-    split = load_split(cfg.data, cfg.valid_pct, cfg.seed, cfg.train_per_class, cfg.val_per_class, cfg.out / ".cache")
+    split = load_split(cfg.data, cfg.valid_pct, cfg.seed, cfg.train_per_class, cfg.val_per_class, cfg.out / ".cache",
+                       skipped_to=cfg.out / "skipped.json")
     unseen = torch.tensor(unseen_by_imagenet(split.valid))
     res = dict(environment(), date=time.strftime("%Y-%m-%d"), arch=cfg.arch, n_val=len(split.valid), n_unseen=int(unseen.sum()),
                views={"1": the_run(cfg, split, unseen), "2": frozen_and_finetuned(cfg, split, unseen, 2, a.lr, a.epochs, a.smoothing)}, ceiling=ensemble_ceiling(cfg, split, unseen))

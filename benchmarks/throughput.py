@@ -5,8 +5,9 @@
 Measures, in one process: images/s of data loading (decode + transform, in the main process and
 through the DataLoader's workers); of backbone inference (eager, channels_last, ONNX Runtime); of
 training steps (the whole network on photos, and the tail alone on cached activations, as the cpu
-profile fine-tunes); the backbone's achieved GFLOP/s as a fraction of a float32 matrix multiply's;
-and, from the runs already made, the cached-vs-naive frozen-stage ratio and each lesson's wall time.
+profile fine-tunes); and the backbone's achieved GFLOP/s as a fraction of a float32 matrix multiply's.
+Each lesson's wall time is in README's table of published runs (`dogclf publish` records it), not here:
+a run folder's own times depend on what its caches already held.
 Prints a table and the JSON, writes benchmarks/results.json, and with --readme rebuilds README's
 benchmark section. Figures, not tests: nothing is asserted."""
 import argparse, json, tempfile, time
@@ -73,19 +74,9 @@ def training_rates(model: nn.Module, x: torch.Tensor, y: torch.Tensor, groups: i
         res[label] = best_rate(step, len(x), repeats=2)
     model.eval(); return res
 
-def pipeline_times(root: Path) -> dict:
-    "Wall seconds of each lesson in the runs made so far (runs/<profile>/.done), and lesson 02's cached/naive ratio."
-    out = {}
-    for run in sorted((root / "runs").glob("*/.done")):
-        for f in sorted(run.glob("*.json")): out[f"pipeline {run.parent.name}, {f.stem}"] = json.loads(f.read_text())["wall_s"]
-        res = run.parent / "results.json"
-        fe = json.loads(res.read_text())["stages"].get("feature_extractor", {}) if res.exists() else {}
-        if fe.get("cached_speedup"): out[f"frozen stage {run.parent.name}: cached / naive speed-up for {fe['epochs']} epochs"] = fe["cached_speedup"]
-    return out
-
 def readme_section(res: dict) -> str:
     "Markdown table of the benchmark for README."
-    unit = lambda k: ("s" if k.startswith("pipeline") else "×" if "speed-up" in k else "GFLOP" if "per image" in k else
+    unit = lambda k: ("×" if "speed-up" in k else "GFLOP" if "per image" in k else
                       "" if "GFLOP/s" in k or "fraction" in k else "images/s")
     rows = "\n".join(f"| {k} | {v:,.3g} {unit(k)} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in res["figures"].items())
     return (f"Measured by `python benchmarks/throughput.py --data <imagewoof2-160> --arch {res['arch']} --readme` on {res['device']}, "
@@ -110,7 +101,6 @@ def main():
     figures["achieved inference GFLOP/s (best PyTorch)"] = gflop * best
     figures["fraction of the matrix-multiply GFLOP/s"] = gflop * best / figures["matrix multiply float32 (2048²), GFLOP/s"]
     figures |= training_rates(model, x, y, a.groups)
-    figures |= pipeline_times(root)
     env = environment()
     res = dict(arch=a.arch, batch=a.batch, size=dc["input_size"][-1], threads=torch.get_num_threads(), date=time.strftime("%Y-%m-%d"),
                device=env["device"], versions=env["versions"], figures=figures)

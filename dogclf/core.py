@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from filelock import FileLock
 __all__ = ['PROFILES', 'in_test', 'pick_profile', 'project_root', 'configure', 'check_overrides', 'atomic_write', 'locked',
            'save_checkpoint', 'load_checkpoint', 'run_file', 'file_digest', 'file_digests', 'items_digest',
            'code_digest', 'config_dict', 'recipe_key', 'card', 'ConfigMismatch', 'check_config', 'environment',
-           'record_stage', 'read_results', 'save_figure']
+           'record_stage', 'read_results', 'save_figure', 'progress']
 
 # %% ../nbs/core.ipynb #0c632385
 _COMMON = dict(
@@ -132,6 +133,18 @@ def _test_run_folder(profile: str) -> Path:  # the profile's name, part of the f
     atexit.register(shutil.rmtree, folder, True)
     return folder
 
+# %% ../nbs/core.ipynb #46d86f50
+_SCRATCH = []   # this process's scratch folder, once made
+
+def _scratch() -> Path:
+    "Point `tempfile` at a scratch folder of this process, removed when the process ends; returns it."
+    if not _SCRATCH:
+        import multiprocessing.util
+        multiprocessing.util.get_temp_dir()   # workers' sockets stay put: AF_UNIX paths end at 108 bytes
+        _SCRATCH.append(tempfile.TemporaryDirectory(prefix="dogclf-"))   # removed at exit
+        tempfile.tempdir = _SCRATCH[0].name
+    return Path(_SCRATCH[0].name)
+
 # %% ../nbs/core.ipynb #198c24d8
 def configure(params: dict,        # the lesson's parameters (pass `globals()`); None: the profile's value
               show: bool = True):  # print one line: the profile, the run folder and the changed settings
@@ -146,7 +159,8 @@ def configure(params: dict,        # the lesson's parameters (pass `globals()`);
     default = _test_run_folder(name) if in_test() else notebook
     out = Path(given.get("out") or default)
     out.mkdir(parents=True, exist_ok=True)
-    settings.update(profile=name, data=given.get("data") or "", out=out, root=root)
+    settings.update(profile=name, data=given.get("data") or "", out=out, root=root, overrides=changed)
+    _scratch()
     if show:
         print(f"profile {name}, run folder {out}" + (f", changed: {changed}" if changed else ""))
     return SimpleNamespace(**settings)
@@ -370,12 +384,13 @@ _RECORDER = dict(lesson="DOGCLF_LESSON", run_id="DOGCLF_RUN_ID")   # set by `dog
 def record_stage(cfg,        # the lesson's settings (configure): out, profile, seed, data
                  name: str,  # stage name: random_guess, majority, lenet, imagenet_head, ...
                  **metrics):  # val_acc, val_loss, wall_s and anything else worth keeping
-    "Add or replace stage `name` in `cfg.out`/results.json, keeping every other stage."
+    "Add or replace stage `name` in `cfg.out`/results.json (with the profile, its overrides and the data)."
     path = Path(cfg.out) / "results.json"
     recorder = {k: os.environ[v] for k, v in _RECORDER.items() if os.environ.get(v)}
     with locked(path):
         res = json.loads(path.read_text()) if path.exists() else {}
-        res.update(profile=cfg.profile, seed=cfg.seed, data=str(cfg.data), **environment(),
+        res.update(profile=cfg.profile, overrides=getattr(cfg, "overrides", {}), seed=cfg.seed,
+                   data=str(cfg.data), **environment(),
                    updated=time.strftime("%Y-%m-%d %H:%M:%S"))
         res.setdefault("stages", {})[name] = _jsonable(metrics) | recorder
         atomic_write(path, json.dumps(res, indent=2))
@@ -396,3 +411,15 @@ def save_figure(out: Path,   # the run folder
     path = Path(out) / "figures" / f"{name}.png"
     atomic_write(path, buf.getvalue())
     return path
+
+# %% ../nbs/core.ipynb #b3b0e024
+def progress(iterable=None,   # what to iterate over; None for a bar updated by hand
+             desc: str = "",  # what the pass does, e.g. "features"
+             **kwargs):       # tqdm's own options: total, unit, leave ...
+    "A tqdm bar: a notebook widget in Jupyter; under `dogclf run` a text line on stderr for passes over 30 s."
+    if os.environ.get("DOGCLF_RUN"):
+        from tqdm import tqdm
+        text = dict(mininterval=30, delay=30, leave=True, ascii=True, ncols=100) | kwargs
+        return tqdm(iterable, desc=desc, **text, file=sys.stderr)
+    from tqdm.auto import tqdm
+    return tqdm(iterable, desc=desc, **(dict(leave=False) | kwargs))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #1f4b9922
 from __future__ import annotations
-import csv, hashlib, json, math, os, random, shutil, tarfile, time, urllib.error, urllib.request, zlib
+import csv, errno, hashlib, json, math, os, random, shutil, tarfile, time, urllib.error, urllib.request, zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +15,16 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
-from tqdm.auto import tqdm
-from .core import atomic_write, file_digests, items_digest
+import sys
+from .core import atomic_write, file_digests, items_digest, progress
 
 # %% auto #0
-__all__ = ['WOOF_BREEDS', 'DATASETS', 'IMAGE_EXTS', 'Split', 'take_per_class', 'stratified_split', 'check_split', 'load_split',
-           'unseen_by_imagenet', 'data_config', 'eval_transform', 'train_transform', 'ImageDataset', 'seed_worker',
-           'make_loader', 'decoded_photos', 'show_grid', 'baselines', 'Archive', 'DatasetInfo', 'DownloadError',
-           'download', 'safe_extract', 'check_archive', 'count_photos', 'get_dataset', 'resolve_data', 'load_rgb',
-           'check_images', 'photo_listing', 'breed_name', 'image_files', 'class_folders', 'folder_items',
-           'detect_layout', 'read_split']
+__all__ = ['WOOF_BREEDS', 'DATASETS', 'IMAGE_EXTS', 'Split', 'take_per_class', 'stratified_split', 'check_split',
+           'without_copies', 'load_split', 'unseen_by_imagenet', 'data_config', 'eval_transform', 'train_transform',
+           'ImageDataset', 'seed_worker', 'make_loader', 'decoded_photos', 'show_grid', 'baselines', 'Archive',
+           'DatasetInfo', 'DownloadError', 'download', 'safe_extract', 'check_archive', 'count_photos', 'get_dataset',
+           'resolve_data', 'load_rgb', 'check_images', 'photo_listing', 'breed_name', 'image_files', 'class_folders',
+           'folder_items', 'detect_layout', 'broken_links', 'read_split']
 
 # %% ../nbs/00_data.ipynb #ccb40898
 WOOF_BREEDS = {"n02086240": "Shih-Tzu", "n02087394": "Rhodesian ridgeback", "n02088364": "beagle",
@@ -100,16 +100,46 @@ def check_split(split: Split,    # the photos a run will use
     return split
 
 # %% ../nbs/00_data.ipynb #f473502b
+def _report_skipped(skipped: dict,      # path -> why
+                    n: int,             # how many photos were looked at
+                    skipped_to: Path | None,  # a JSON file listing every photo skipped, or None
+                    what: str):         # what the skipped photos are, for the message
+    "Name the skipped photos on stderr (the first five) and add them all to `skipped_to`."
+    if not skipped:
+        return
+    if skipped_to:
+        listed = json.loads(Path(skipped_to).read_text()) if Path(skipped_to).exists() else {}
+        atomic_write(Path(skipped_to), json.dumps(listed | skipped, indent=1))
+    where = f" (all listed in {skipped_to})" if skipped_to else ""
+    shown = "\n".join(f"  {p}: {e}" for p, e in list(skipped.items())[:5])
+    print(f"Skipping {len(skipped)} {what} of {n}{where}:\n{shown}", file=sys.stderr)
+
+def without_copies(train: list,                     # (path, label) training pairs
+                   valid: list,                     # (path, label) validation pairs
+                   memo: Path | None = None,        # where file_digests remembers the files' hashes
+                   skipped_to: Path | None = None):  # a JSON file that lists every photo skipped
+    "The training items whose bytes are no validation photo's; the copies are named on stderr and dropped."
+    first = {}
+    for (p, _), d in zip(valid, file_digests([p for p, _ in valid], memo)):
+        first.setdefault(d, p)
+    digests = file_digests([p for p, _ in train], memo)
+    copies = {str(p): f"the same bytes as the validation photo {first[d]}"
+              for (p, _), d in zip(train, digests) if d in first}
+    _report_skipped(copies, len(train), skipped_to, "training photo(s) that are copies of validation photos")
+    return [(p, y) for p, y in train if str(p) not in copies]
+
 def load_split(root: Path,                          # folder of photos, as resolve_data returns
                valid_pct: float = 0.2,              # validation share, for layouts without their own split
                seed: int = 42,                      # random seed of the split and of the subsampling
                train_per_class: int | None = None,  # training photos per class; None keeps all
                val_per_class: int | None = None,    # validation photos per class; None keeps all
-               cache_dir: Path | None = None) -> Split:  # where check_images remembers its result
-    "The Split of the photos in `root`, subsampled per class, with unreadable photos dropped."
-    split = read_split(root, valid_pct, seed)
-    split.train = check_images(take_per_class(split.train, train_per_class, seed), cache_dir)
-    split.valid = check_images(take_per_class(split.valid, val_per_class, seed), cache_dir)
+               cache_dir: Path | None = None,       # where check_images remembers its result
+               skipped_to: Path | None = None) -> Split:  # a JSON file naming every photo left out, and why
+    "The Split of the photos in `root`, subsampled, without unreadable photos or cross-split copies."
+    split = check_split(read_split(root, valid_pct, seed), root)   # the same file in both splits is refused
+    split.train = check_images(take_per_class(split.train, train_per_class, seed), cache_dir, skipped_to)
+    split.valid = check_images(take_per_class(split.valid, val_per_class, seed), cache_dir, skipped_to)
+    split.train = without_copies(split.train, split.valid, cache_dir, skipped_to)
     return check_split(split, root)
 
 # %% ../nbs/00_data.ipynb #18dcd6ad
@@ -180,14 +210,14 @@ def make_loader(items: list,             # (path, label) pairs
     workers = min(workers, os.cpu_count() or 1)
     return DataLoader(ImageDataset(items, tfm), batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                       pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker, drop_last=drop_last,
-                      generator=torch.Generator().manual_seed(seed), persistent_workers=workers > 0)
+                      generator=torch.Generator().manual_seed(seed))
 
 # %% ../nbs/00_data.ipynb #d3c0de02
 def decoded_photos(items: list,  # (path, label) pairs
                    side: int):   # the shorter side of the photos kept in memory, in pixels
     "`(PIL image, label)` pairs: every photo decoded once and shrunk (aspect kept) to shorter side `side`."
     photos = []
-    for path, label in tqdm(items, desc="decoding", leave=False, mininterval=10):
+    for path, label in progress(items, "decoding"):
         im = load_rgb(path)
         scale = side / min(im.size)
         if scale < 1:
@@ -308,7 +338,7 @@ def _stream(response,    # an open HTTP response
             have: int):  # bytes of `part` the response continues; 0 starts it afresh
     "Write `response` into `part` after `have` bytes, with a progress bar; return the size announced."
     total = _total_size(response.headers, have)
-    bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=part.name[:-5], mininterval=1)
+    bar = progress(None, part.name[:-5], total=total, initial=have, unit="B", unit_scale=True, mininterval=1)
     with open(part, "ab" if have else "wb") as f, bar:
         for chunk in iter(lambda: response.read(1 << 20), b""):
             f.write(chunk)
@@ -522,19 +552,18 @@ def _listing_key(items: list, memo: Path | None = None) -> str:
     return hashlib.sha1(listing.encode()).hexdigest()[:16]
 
 def check_images(items: list,                     # (path, label) pairs
-                 cache_dir: Path | None = None):  # where to remember the result; None checks every time
-    "The items whose image decodes, reporting (path and count) and dropping the others."
+                 cache_dir: Path | None = None,   # where to remember the result; None checks every time
+                 skipped_to: Path | None = None):  # a JSON file listing every photo skipped
+    "The items whose image decodes, naming the others on stderr (and in `skipped_to`) and dropping them."
     cache = Path(cache_dir) / f"checked-{_listing_key(items, cache_dir)}.json" if cache_dir else None
     if cache and cache.exists():
         bad = json.loads(cache.read_text())
     else:
-        progress = tqdm(items, desc="checking images", mininterval=2, leave=False)
-        bad = {str(p): error for p, _ in progress if (error := _decodes(p))}
+        bar = progress(items, "checking images")
+        bad = {str(p): error for p, _ in bar if (error := _decodes(p))}
     if cache:
         atomic_write(cache, json.dumps(bad))
-    if bad:
-        shown = "\n".join(f"  {p}: {e}" for p, e in list(bad.items())[:20])
-        print(f"Skipping {len(bad)} unreadable image(s) of {len(items)}:\n{shown}")
+    _report_skipped(bad, len(items), skipped_to, "unreadable image(s)")
     return [(p, y) for p, y in items if str(p) not in bad]
 
 # %% ../nbs/00_data.ipynb #8d4e1c37
@@ -616,7 +645,8 @@ def _stanford_split(root: Path, valid_pct: float, seed: int) -> tuple:
     names = ["train_list.mat", "test_list.mat"]
     lists = [next((p for p in [root / n, root / "lists" / n] if p.exists()), None) for n in names]
     if None in lists:
-        print(f"Notice: no train_list.mat and test_list.mat in {root}, so Images/ gets a stratified split.")
+        print(f"Notice: no train_list.mat and test_list.mat in {root}, so Images/ gets a stratified split.",
+              file=sys.stderr)
         items, classes = folder_items(root / "Images")
         return *stratified_split(items, valid_pct, seed), classes
     from scipy.io import loadmat
@@ -645,12 +675,30 @@ def _kaggle_items(root: Path) -> tuple:
                                 f"{root / 'train'}, e.g. {missing[0]}.jpg")
     return [(root / "train" / f"{r['id']}.jpg", index[r["breed"]]) for r in rows], classes
 
+# %% ../nbs/00_data.ipynb #feb81d6e
+def broken_links(root: Path) -> list:  # a dataset folder
+    "(path, why) for each symbolic link under `root` that leads nowhere or in a circle; hidden names skipped."
+    broken = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        for path in [os.path.join(folder, n) for n in subfolders + files if not n.startswith(".")]:
+            try:
+                os.stat(path)
+            except OSError as e:
+                broken.append((path, "leads in a circle" if e.errno == errno.ELOOP else "leads nowhere"))
+    return broken
+
 # %% ../nbs/00_data.ipynb #a4e59043
 def read_split(root: Path,               # a dataset folder of any supported layout
                valid_pct: float = 0.2,  # validation share, for layouts without their own split
                seed: int = 42) -> Split:  # random seed of that split
     "Read a dataset folder of any supported layout into a Split."
     root = Path(root)
+    broken = broken_links(root)
+    if broken:
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        raise ValueError(f"{broken[0][0]} is a symbolic link that {broken[0][1]}{more}: remove it, "
+                         "or point it at a photo")
     layout = detect_layout(root)
     if layout == "imagewoof":
         train, valid, classes = _imagewoof_split(root)

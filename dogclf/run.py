@@ -77,18 +77,21 @@ def _environ(**values):  # variable name -> value, for the block
                 os.environ[k] = v
 
 # %% ../nbs/run.ipynb #c0de0108
-class _Progress:
-    "A stream for papermill's cell output that passes printed lines and drops progress bars."
-    BAR = re.compile(r"\d+%\||\d+/\d+ \[\d|it/s\]|s/it\]")
-
-    def __init__(self, stream):  # where the kept lines go: sys.stdout or sys.stderr
-        self.stream = stream
+class _Console:
+    "A stream for a lesson's stderr: each finished line passes once; a redrawn bar as its last state."
+    def __init__(self, stream):  # where the lines go: sys.stderr
+        self.stream, self.pending = stream, ""
+        self.live = getattr(stream, "isatty", lambda: False)()   # a terminal: draw the bar in place
 
     def write(self, text: str):
-        "Write the lines of `text` that are not progress bars."
-        lines = [s for s in text.replace("\r", "\n").split("\n") if s.strip() and not self.BAR.search(s)]
-        if lines:
-            self.stream.write("\n".join(lines) + "\n")
+        "Pass the lines of `text` that are finished, each as its last state."
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.split("\r")[-1].strip():
+                self.stream.write(("\r" if self.live else "") + line.split("\r")[-1] + "\n")
+        if self.live and "\r" in self.pending:
+            self.stream.write("\r" + self.pending.split("\r")[-1])
 
     def flush(self):
         "Flush the underlying stream."
@@ -169,13 +172,21 @@ def _execute(nb: Path,          # the lesson notebook
         with _environ(**env), _on_ctrl_c(give_up):
             pm.execute_notebook(nb, running, parameters=parameters, kernel_name="python3", language="python",
                                 cwd=str(nb.parent), progress_bar=False, log_output=False,
-                                stdout_file=_Progress(sys.stdout), stderr_file=_Progress(sys.stderr),
+                                stderr_file=_Console(sys.stderr),   # stdout stays in the notebook
                                 extra_arguments=["--IPKernelApp.log_level=CRITICAL"])   # no kernel chatter
     except BaseException as e:
         raise _failure(nb, e, failed, give_up()) from None
     os.replace(running, out / nb.name)
 
 # %% ../nbs/run.ipynb #33da0c13
+def _summary(out: Path,      # the run folder
+             lesson: str,    # the lesson's stem
+             run_id: str):   # this run's id
+    "The stages `lesson` recorded in run `run_id`, each with its validation accuracy when it has one."
+    stages = read_results(out)["stages"].items()
+    mine = [(n, s) for n, s in stages if s.get("lesson") == lesson and s.get("run_id") == run_id]
+    return ", ".join(f"{n} {s['val_acc']:.1%}" if isinstance(s.get("val_acc"), float) else n for n, s in mine)
+
 def run_lesson(nb: Path,          # the lesson notebook
                out: Path,         # the run folder
                parameters: dict,  # values for its parameters cell
@@ -192,7 +203,9 @@ def run_lesson(nb: Path,          # the lesson notebook
     _execute(nb, out, parameters, env | dict(DOGCLF_LESSON=nb.stem))
     (out / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
     atomic_write(done, json.dumps(dict(fingerprint=key, wall_s=round(time.time() - start, 1))))
-    print(f"< {nb.name}: {time.time() - start:.0f} s", flush=True)
+    recorded = _summary(out, nb.stem, env.get("DOGCLF_RUN_ID", ""))
+    said = f"; recorded {recorded}" if recorded else ""
+    print(f"< {nb.name}: {time.time() - start:.0f} s{said}", flush=True)
 
 # %% ../nbs/run.ipynb #c0de0111
 def _need_papermill():

@@ -5,6 +5,7 @@
 # %% ../nbs/01_lenet.ipynb #ac209e4c
 from __future__ import annotations
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +13,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
-from .core import (check_config, code_digest, config_dict, items_digest, load_checkpoint, recipe_key,
-                         run_file, save_checkpoint)
+from .core import (check_config, code_digest, config_dict, items_digest, load_checkpoint, progress,
+                         recipe_key, run_file, save_checkpoint)
 from .data import decoded_photos, eval_transform, make_loader, train_transform
 
 # %% auto #0
@@ -104,7 +104,7 @@ def map_batches(fn,                     # called with each batch of images on th
     device = device or get_device()
     model.to(device).eval()
     outputs, targets = [], []
-    for xb, yb in tqdm(dl, desc=desc, leave=False, mininterval=10):
+    for xb, yb in progress(dl, desc):
         xb = xb.to(device, non_blocking=True)
         if hflip:
             xb = xb.flip(3)
@@ -203,7 +203,7 @@ def _train_epoch(model: nn.Module,
     train_mode(model, freeze_bn)
     opt.zero_grad(set_to_none=True)
     total_loss = correct = seen = 0
-    for i, (xb, yb) in enumerate(tqdm(dl, desc=f"epoch {epoch}", leave=False, mininterval=2)):
+    for i, (xb, yb) in enumerate(progress(dl, f"epoch {epoch}")):
         xb = xb.to(device, non_blocking=True)
         yb = yb.to(device, non_blocking=True)
         if xb.ndim == 4:   # images: channels_last is the layout convolutions run fastest in (GPU and CPU)
@@ -258,7 +258,7 @@ def _resume(checkpoint: Path | None, model: nn.Module, opt, sched, train_dl, con
     if sched is not None:
         sched.load_state_dict(state["sched"])
     _set_rng_state(state["rng"], train_dl)
-    print(f"resumed from {checkpoint} after epoch {len(state['history'])}")
+    print(f"resumed from {checkpoint} after epoch {len(state['history'])}", file=sys.stderr)
     return state["history"]
 
 # %% ../nbs/01_lenet.ipynb #88af028d

@@ -1,5 +1,5 @@
 "Loading real-world image files: odd modes, corrupt files, empty folders."
-import os, shutil
+import json, os, shutil
 from pathlib import Path
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ def test_corrupt_files_reported_and_skipped(tmp_path, woof, capsys):
     items = [(p, 0) for p in good] + [(tmp_path / "truncated.JPEG", 0), (tmp_path / "empty.JPEG", 0)]
     kept = D.check_images(items, cache_dir=tmp_path / "cache")
     assert kept == [(p, 0) for p in good]
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "Skipping 2 unreadable" in out and "truncated.JPEG" in out
     assert D.check_images(items, cache_dir=tmp_path / "cache") == kept   # second time from the cache
 
@@ -98,7 +98,7 @@ def test_stanford_images_without_lists_get_a_stratified_split(tmp_path, capsys):
     s = D.read_split(tmp_path, 0.2)
     assert (s.layout, len(s.train), len(s.valid)) == ("stanford", 8, 2)
     assert s.breeds == ["Chihuahua", "Japanese spaniel"]
-    notice = capsys.readouterr().out.strip().splitlines()
+    notice = capsys.readouterr().err.strip().splitlines()
     assert len(notice) == 1 and "stratified" in notice[0]
 
 def test_photo_listing_changes_with_the_photos(tmp_path, woof):
@@ -124,6 +124,24 @@ def test_load_split_takes_explicit_arguments(woof, tmp_path):
     s = D.load_split(woof, 0.2, 42, 3, 2, tmp_path / "cache")
     assert (len(s.train), len(s.valid)) == (30, 20)
     assert list((tmp_path / "cache").glob("checked-*.json"))
+
+def test_a_photo_is_in_one_split_by_content(woof, tmp_path, capsys):
+    "Issue 27: a copy of a validation photo under another name leaves training; ImageWoof's own split has two."
+    full = D.read_split(woof)
+    kept = D.without_copies(full.train, full.valid, tmp_path / "cache", skipped_to=tmp_path / "skipped.json")
+    dropped = json.loads((tmp_path / "skipped.json").read_text())
+    assert len(full.train) - len(kept) == len(dropped) == 2, dropped
+    assert "n02087394_12539.JPEG" in " ".join(dropped) and "n02089973_2860.JPEG" in " ".join(dropped.values())
+    assert "Skipping 2 training photo(s) that are copies of validation photos" in capsys.readouterr().err
+    mine = tmp_path / "mine"   # the same photo twice in a folder layout: whichever split each copy lands in
+    for name, wnid in [("beagle", "n02088364"), ("collie", "n02105641")]:
+        shutil.copytree(woof / "train" / wnid, mine / name, ignore=lambda d, names: sorted(names)[10:])
+    for photo in sorted((mine / "beagle").iterdir()):
+        shutil.copy2(photo, mine / "beagle" / f"copy_{photo.name}")
+    s = D.load_split(mine, 0.2, 42, cache_dir=tmp_path / "cache2", skipped_to=tmp_path / "skipped2.json")
+    digests = lambda items: set(D.file_digests([p for p, _ in items]))
+    assert not digests(s.train) & digests(s.valid)
+    assert json.loads((tmp_path / "skipped2.json").read_text()), "some copies landed in both splits and were dropped"
 
 def test_cached_pass_engines_agree(tmp_path, woof):
     "cached_pass with engine onnx (ONNX Runtime) gives the torch engine's features and cut activations."

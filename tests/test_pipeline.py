@@ -8,13 +8,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted(p.stem for p in (ROOT / "nbs").glob("[0-9][0-9]_*.ipynb") if "." not in p.stem)
 
-def _dogclf(*args, cwd=ROOT, timeout=1800):
-    "Run the `dogclf` command line in a subprocess."
+def _dogclf(*args, cwd=ROOT, timeout=1800, env=None):
+    "Run the `dogclf` command line in a subprocess, with `env` added to the environment."
     return subprocess.run([sys.executable, "-m", "dogclf", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+                          timeout=timeout, env=os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {}))
 
-def _run(data, out, *args, profile="smoke", cwd=ROOT):
-    return _dogclf("run", "--profile", profile, "--data", data, "--out", out, *args, cwd=cwd)
+def _run(data, out, *args, profile="smoke", cwd=ROOT, env=None):
+    return _dogclf("run", "--profile", profile, "--data", data, "--out", out, *args, cwd=cwd, env=env)
+
+def _huge_png(path, side=20000):
+    "A PNG whose header says side x side pixels (a decompression bomb to Pillow), 70 bytes on disk."
+    import zlib
+    from PIL import Image
+    Image.new("L", (8, 8)).save(path)
+    b = bytearray(path.read_bytes())
+    b[16:24] = side.to_bytes(4, "big") * 2
+    b[29:33] = zlib.crc32(bytes(b[12:29])).to_bytes(4, "big")
+    path.write_bytes(bytes(b))
 
 def _said(r): return r.stdout[-4000:] + r.stderr[-4000:]
 
@@ -143,14 +153,19 @@ def _lesson(path, params, code):
     nbformat.write(nb, path)
 
 LESSON_A = """\
-import time
+import sys, time
 from tqdm import tqdm
-from dogclf.core import configure, record_stage
+from dogclf.core import configure, progress, record_stage
 cfg = configure(globals())
-for _ in tqdm(range(50), mininterval=0):
+for _ in tqdm(range(50), mininterval=0):          # a bar redrawn 50 times
     time.sleep(0.002)
-record_stage(cfg, "a", seed=cfg.seed, epochs=cfg.head_epochs)
-print("lesson a says hello", flush=True)
+for _ in progress(range(50), "a long pass", delay=0, mininterval=0):   # as a pass of over 30 s draws it
+    time.sleep(0.002)
+for _ in progress(range(50), "a short pass"):      # under 30 s: no bar
+    time.sleep(0.002)
+record_stage(cfg, "a", seed=cfg.seed, epochs=cfg.head_epochs, val_acc=0.25)
+print("a table a demonstration prints", flush=True)
+print("lesson a says hello", file=sys.stderr, flush=True)
 if cfg.seed == 7:
     time.sleep(120)
 """
@@ -208,9 +223,13 @@ def test_failed_lesson_leaves_nothing_behind(project):
     r = _run(photos, out, "--only", "00", cwd=root)
     assert r.returncode == 0 and "> 00_a.ipynb" in r.stdout and "skipped" not in r.stdout, _said(r)
     assert first["b"]["lesson"] == "01_b"   # each stage names the lesson that recorded it
-    # the log: progress and problems, no noise
-    assert "> 00_a.ipynb" in good.stdout and "< 01_b.ipynb" in good.stdout and "lesson a says hello" in good.stdout
-    assert "it/s" not in good.stdout + good.stderr, "progress bars are not streamed into the log"
+    # the console: progress and problems, no noise; what cells print stays in the notebook
+    assert "> 00_a.ipynb" in good.stdout and "< 01_b.ipynb" in good.stdout and "lesson a says hello" in good.stderr
+    assert "recorded a 25.0%" in good.stdout and "a demonstration prints" not in good.stdout + good.stderr, _said(good)
+    assert "a demonstration prints" in (out / "00_a.ipynb").read_text()
+    bars = [line for line in good.stderr.splitlines() if "%|" in line]   # one line per bar, its last state
+    assert len(bars) == 2 and bars[0].startswith("100%|") and bars[1].startswith("a long pass: 100%"), _said(good)
+    assert "a short pass" not in good.stderr and "\r" not in good.stderr, _said(good)
     for noise in ["Passed unknown parameter", "Traceback", "WARNING |"]:
         assert noise not in good.stderr, good.stderr
 
@@ -219,7 +238,7 @@ def test_ctrl_c_stops_with_one_line(project):
     cmd = [sys.executable, "-m", "dogclf", "run", "--profile", "smoke", "--data", photos, "--out", out, "-p", "seed", "7"]
     p = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                          env=os.environ | {"PYTHONUNBUFFERED": "1"})
-    for line in p.stdout:   # lesson a has recorded its stage and sleeps
+    for line in p.stderr:   # lesson a has recorded its stage and sleeps
         if "lesson a says hello" in line: break
     time.sleep(1)
     os.killpg(p.pid, signal.SIGINT)   # what Ctrl-C in a terminal does: the whole process group
@@ -316,14 +335,31 @@ def test_smoke_pipeline_is_trustworthy(few_photos, tmp_path):
     assert _repo_state() == before, "a run writes nothing outside --out"
 
 def test_a_folder_of_your_own_photos_runs_every_lesson(woof, tmp_path):
-    "Issue 27: three classes named by breed (not ImageNet ids), 8 photos each, through all six lessons."
+    "Issue 27: three classes named by breed (not ImageNet ids), 8 photos each and 4 files that are no photos, through all six lessons, with loader workers."
     mine = tmp_path / "mydogs"
     for name, wnid in [("beagle", "n02088364"), ("collie", "n02105641"), ("samoyed", "n02111889")]:
         (mine / name).mkdir(parents=True)
         for photo in sorted((woof / "train" / wnid).iterdir())[:8]:
             shutil.copy2(photo, mine / name / photo.name)
-    r = _run(mine, tmp_path / "run")
+    (mine / "beagle" / "notes.jpg").write_text("not a photo")
+    (mine / "beagle" / "page.jpg").write_text("<!DOCTYPE html><html><body>Not found</body></html>")
+    (mine / "collie" / "empty.jpg").write_bytes(b"")
+    _huge_png(mine / "samoyed" / "huge.png")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    r = _run(mine, tmp_path / "run", "-p", "workers", "2", env=dict(TMPDIR=str(scratch)))
     assert r.returncode == 0, _said(r)
+    skipped = json.loads((tmp_path / "run" / "skipped.json").read_text())
+    assert sorted(Path(p).name for p in skipped) == ["empty.jpg", "huge.png", "notes.jpg", "page.jpg"], skipped
+    assert "Skipping" in r.stderr and "Traceback" not in r.stderr and "can only test a child process" not in r.stderr
+    for demo in ["Training diverged", "H100", "epoch=1"]:   # demonstrations and epoch logs stay in the notebooks
+        assert demo not in r.stdout + r.stderr, _said(r)
+    imports = tmp_path / "imports"   # what importing the libraries alone leaves (torchinductor_<user>, .ses)
+    imports.mkdir()
+    subprocess.run([sys.executable, "-c", "import torch, timm, onnxruntime"], env=os.environ | dict(TMPDIR=str(imports)), check=True)
+    left = sorted(p.name for p in scratch.iterdir())
+    assert left == sorted(p.name for p in imports.iterdir()), f"scratch files left behind: {left}"
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["overrides"] == {"workers": 2}
     stages = _stages(tmp_path / "run")
     assert "imagenet_head" not in stages, "no ImageNet head for classes ImageNet does not have"
     assert {"lenet", "feature_extractor", "finetune", "ensemble", "export"} <= set(stages)
@@ -350,6 +386,15 @@ def test_bad_data_is_refused_before_anything_runs(few_photos, tmp_path):
     assert (out / ".done" / "00_data.json").exists(), "the failed command un-finished lesson 00"
     r = _run(few_photos, out, "--only")
     assert r.returncode == 1 and "--only needs at least one lesson" in r.stderr, _said(r)
+    linked = tmp_path / "linked"
+    shutil.copytree(few_photos, linked, symlinks=True)
+    beagles = next((linked / "train").iterdir())
+    for target, why in [(tmp_path / "moved.jpg", "leads nowhere"), (beagles / "loop.jpg", "leads in a circle")]:
+        (beagles / "loop.jpg").symlink_to(target)
+        r = _run(linked, out, "--only", "00")
+        assert r.returncode == 1 and f"loop.jpg is a symbolic link that {why}" in r.stderr, _said(r)
+        assert len(r.stderr.strip().splitlines()) == 1 and "> 00_data.ipynb" not in r.stdout, _said(r)
+        (beagles / "loop.jpg").unlink()
 
 def test_gpu_profile_code_path_on_cpu(woof, tmp_path):
     "The gpu profile's own code path (photos through the whole network, full fine-tuning, augmented views, no cached trunk), tiny."
