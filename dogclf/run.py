@@ -79,8 +79,9 @@ def _environ(**values):  # variable name -> value, for the block
 # %% ../nbs/run.ipynb #c0de0108
 class _Console:
     "A stream for a lesson's stderr: each finished line passes once; a redrawn bar as its last state."
-    def __init__(self, stream):  # where the lines go: sys.stderr
-        self.stream, self.pending = stream, ""
+    def __init__(self, stream,        # where the lines go: sys.stderr
+                 indent: str = "  "):  # before each line, under the runner's "> lesson" line
+        self.stream, self.pending, self.indent = stream, "", indent
         self.live = getattr(stream, "isatty", lambda: False)()   # a terminal: draw the bar in place
 
     def write(self, text: str):
@@ -89,9 +90,9 @@ class _Console:
         *lines, self.pending = self.pending.split("\n")
         for line in lines:
             if line.split("\r")[-1].strip():
-                self.stream.write(("\r" if self.live else "") + line.split("\r")[-1] + "\n")
+                self.stream.write(("\r" if self.live else "") + self.indent + line.split("\r")[-1] + "\n")
         if self.live and "\r" in self.pending:
-            self.stream.write("\r" + self.pending.split("\r")[-1])
+            self.stream.write("\r" + self.indent + self.pending.split("\r")[-1])
 
     def flush(self):
         "Flush the underlying stream."
@@ -204,7 +205,7 @@ def run_lesson(nb: Path,          # the lesson notebook
     (out / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
     atomic_write(done, json.dumps(dict(fingerprint=key, wall_s=round(time.time() - start, 1))))
     recorded = _summary(out, nb.stem, env.get("DOGCLF_RUN_ID", ""))
-    said = f"; recorded {recorded}" if recorded else ""
+    said = f"; validation accuracy: {recorded}" if recorded else ""
     print(f"< {nb.name}: {time.time() - start:.0f} s{said}", flush=True)
 
 # %% ../nbs/run.ipynb #c0de0111

@@ -246,7 +246,8 @@ def _save(checkpoint: Path, model: nn.Module, opt, sched, history: list, train_d
                     sched=sched.state_dict() if sched is not None else None, rng=_rng_state(train_dl),
                     config=config)
 
-def _resume(checkpoint: Path | None, model: nn.Module, opt, sched, train_dl, config=None) -> list:
+def _resume(checkpoint: Path | None, model: nn.Module, opt, sched, train_dl, config=None,
+            epochs: int | None = None) -> list:   # epochs: how many the run will train, for the message
     "Restore what `_save` wrote to `checkpoint`, if it exists (refusing another config); returns the history."
     if not checkpoint or not Path(checkpoint).exists():
         return []
@@ -258,7 +259,9 @@ def _resume(checkpoint: Path | None, model: nn.Module, opt, sched, train_dl, con
     if sched is not None:
         sched.load_state_dict(state["sched"])
     _set_rng_state(state["rng"], train_dl)
-    print(f"resumed from {checkpoint} after epoch {len(state['history'])}", file=sys.stderr)
+    done = len(state["history"])
+    finished = f" of {epochs}: trained already by the same recipe" if epochs and done >= epochs else ""
+    print(f"resumed from {checkpoint} after epoch {done}{finished}", file=sys.stderr)
     return state["history"]
 
 # %% ../nbs/01_lenet.ipynb #88af028d
@@ -293,7 +296,7 @@ def fit(model: nn.Module,                # trained in place
     dtype = autocast_dtype(device) if amp else None
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     saved = config_dict(config) if config is not None else None
-    history = _resume(checkpoint, model, opt, sched, train_dl, config)
+    history = _resume(checkpoint, model, opt, sched, train_dl, config, epochs)
     for epoch in range(len(history) + 1, epochs + 1):
         start = time.time()
         train_loss, train_acc, seen = _train_epoch(model, train_dl, opt, sched, loss_fn, scaler, dtype, epoch,

@@ -225,10 +225,10 @@ def test_failed_lesson_leaves_nothing_behind(project):
     assert first["b"]["lesson"] == "01_b"   # each stage names the lesson that recorded it
     # the console: progress and problems, no noise; what cells print stays in the notebook
     assert "> 00_a.ipynb" in good.stdout and "< 01_b.ipynb" in good.stdout and "lesson a says hello" in good.stderr
-    assert "recorded a 25.0%" in good.stdout and "a demonstration prints" not in good.stdout + good.stderr, _said(good)
+    assert "validation accuracy: a 25.0%" in good.stdout and "a demonstration prints" not in good.stdout + good.stderr, _said(good)
     assert "a demonstration prints" in (out / "00_a.ipynb").read_text()
     bars = [line for line in good.stderr.splitlines() if "%|" in line]   # one line per bar, its last state
-    assert len(bars) == 2 and bars[0].startswith("100%|") and bars[1].startswith("a long pass: 100%"), _said(good)
+    assert len(bars) == 2 and bars[0].startswith("  100%|") and bars[1].startswith("  a long pass: 100%"), _said(good)
     assert "a short pass" not in good.stderr and "\r" not in good.stderr, _said(good)
     for noise in ["Passed unknown parameter", "Traceback", "WARNING |"]:
         assert noise not in good.stderr, good.stderr
