@@ -27,9 +27,9 @@ from .train import fit, get_device, one_cycle, predict_probs, set_seed, train_mo
 # %% auto #0
 __all__ = ['group_lrs', 'param_groups', 'apply_strategy', 'trainable_groups', 'group_table', 'gradual_stages', 'climb_rule',
            'lr_find', 'plot_lr_find', 'Source', 'finetune_source', 'FinetuneConfig', 'mixup_hook', 'finetune',
-           'valid_probs', 'finetune_gradual', 'FinetuneResult', 'finetune_run', 'photo_tensors', 'random_translation',
-           'TensorImages', 'batch_for', 'memory_source', 'fit_head', 'LowResolution', 'save_finetuned',
-           'finetuned_predictions', 'finetuned_model']
+           'valid_probs', 'finetune_gradual', 'FinetuneResult', 'finetune_run', 'weights_of', 'weight_change',
+           'recalibrate_bn', 'photo_tensors', 'random_translation', 'TensorImages', 'batch_for', 'memory_source',
+           'fit_head', 'LowResolution', 'save_finetuned', 'finetuned_predictions', 'finetuned_model']
 
 # %% ../nbs/03_finetune.ipynb #3fd71075
 def group_lrs(n_groups: int,                     # how many layer groups
@@ -367,6 +367,31 @@ def finetune_run(config: FinetuneConfig,
     history, seconds = finetune(source, config, run_file(out, "finetune", key))
     saved = _predictions(source, run_file(out, "finetune_predictions", key))
     return FinetuneResult(source.model, source, history, seconds, config, key, **saved)
+
+# %% ../nbs/03_finetune.ipynb #9399f392
+def weights_of(model: nn.Module) -> dict:  # any torch module
+    "A CPU copy of every parameter of `model`, by name: the 'before' that `weight_change` compares with."
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
+
+def weight_change(before: dict,        # weights_of(model) taken before training
+                  model: nn.Module):   # the same timm model after training
+    "‖ΔW‖/‖W‖ of each layer group of `model` (layer_groups), first group first."
+    named = weights_of(model)
+    moved = []
+    for names in layer_groups(model):
+        delta = sum(float((named[n] - before[n]).pow(2).sum()) for n in names)
+        size = sum(float(before[n].pow(2).sum()) for n in names)
+        moved.append(math.sqrt(delta / size) if size else 0.0)
+    return moved
+
+# %% ../nbs/03_finetune.ipynb #f5cf3b28
+def recalibrate_bn(model: nn.Module,     # trained in place: only BatchNorm's running statistics change
+                   loader,               # batches of (inputs, targets) that look like evaluation inputs
+                   device=None):         # where the model is; None: its parameters' device
+    "Re-estimate every BatchNorm layer's running mean and variance on `loader`, the weights left as they are."
+    device = device or next(model.parameters()).device
+    torch.optim.swa_utils.update_bn(loader, model, device=device)
+    return model.eval()
 
 # %% ../nbs/03_finetune.ipynb #c0de0331
 def photo_tensors(items: list,  # (path, label) pairs
