@@ -422,7 +422,7 @@ def progress(iterable=None,   # what to iterate over; None for a bar updated by 
         text = dict(mininterval=30, delay=30, leave=True, ascii=True, ncols=100) | kwargs
         return tqdm(iterable, desc=desc, **text, file=sys.stderr)
     import warnings
-    with warnings.catch_warnings():   # tqdm.auto would also wrap it for asyncio, which iterates a loader twice
+    with warnings.catch_warnings():   # not tqdm.auto: its asyncio wrapper iterates a loader twice
         warnings.simplefilter("ignore")
         from tqdm.autonotebook import tqdm
     return tqdm(iterable, desc=desc, **(dict(leave=False) | kwargs))
