@@ -16,7 +16,7 @@ import argparse, json, time
 from pathlib import Path
 import torch
 from dogclf.core import atomic_write, configure, environment
-from dogclf.data import load_split, unseen_by_imagenet
+from dogclf.data import load_split, train_transform, unseen_by_imagenet
 from dogclf.finetune import FinetuneConfig, finetune_run, weight_change, weights_of
 from dogclf.models import FrozenConfig, frozen_stage, head_probs
 from dogclf.noise import correct, paired
@@ -43,14 +43,10 @@ def main():
                    help="library: train_transform (crop, flip, TrivialAugment); crop-flip: without TrivialAugment "
                         "(give it its own --out: the recipe key does not see this switch)")
     a = p.parse_args()
-    if a.aug == "crop-flip":
+    if a.aug == "crop-flip":   # finetune's photo source calls train_transform(data_cfg)
+        import functools
         import dogclf.finetune
-        from torchvision import transforms as T
-        def crop_flip(data_cfg, scale=(0.35, 1.0)):
-            size, mode = data_cfg["input_size"][-1], T.InterpolationMode(data_cfg["interpolation"])
-            return T.Compose([T.RandomResizedCrop(size, scale=scale, interpolation=mode), T.RandomHorizontalFlip(),
-                              T.ToTensor(), T.Normalize(data_cfg["mean"], data_cfg["std"])])
-        dogclf.finetune.train_transform = crop_flip
+        dogclf.finetune.train_transform = functools.partial(train_transform, trivial_augment=False)
     out = Path(a.out).resolve()
     cfg = configure(dict(profile="cpu", data=str(Path(a.data).resolve()), out=str(out)), show=False)
     split = load_split(Path(a.data), cfg.valid_pct, cfg.seed, a.per_class or None, a.val_per_class or None,

@@ -4,7 +4,8 @@
 
 # %% ../nbs/00_data.ipynb #1f4b9922
 from __future__ import annotations
-import csv, errno, hashlib, json, math, os, random, shutil, tarfile, time, urllib.error, urllib.request, zlib
+import csv, errno, hashlib, json, math, os, random, shutil, sys, tarfile, time, zlib
+import urllib.error, urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,6 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
-import sys
 from .core import atomic_write, file_digests, items_digest, progress
 
 # %% auto #0
@@ -169,13 +169,15 @@ def eval_transform(data_cfg: dict):  # a data config, as data_config returns
     return timm.data.create_transform(**{k: data_cfg[k] for k in keys if k in data_cfg}, is_training=False)
 
 def train_transform(data_cfg: dict,               # a data config, as data_config returns
-                    scale: tuple = (0.35, 1.0)):  # range of the share of the photo's area a crop keeps
-    "Random resized crop, flip and TrivialAugment, then tensor and normalise."
+                    scale: tuple = (0.35, 1.0),   # range of the share of the photo's area a crop keeps
+                    trivial_augment: bool = True):  # also TrivialAugment's one random colour or shape change
+    "Random resized crop, flip and (by default) TrivialAugment, then tensor and normalise."
     size = data_cfg["input_size"][-1]
     interpolation = T.InterpolationMode(data_cfg["interpolation"])
+    trivial = [T.TrivialAugmentWide(interpolation=interpolation)] if trivial_augment else []
     return T.Compose([T.RandomResizedCrop(size, scale=scale, interpolation=interpolation),
                       T.RandomHorizontalFlip(),
-                      T.TrivialAugmentWide(interpolation=interpolation),
+                      *trivial,
                       T.ToTensor(),
                       T.Normalize(data_cfg["mean"], data_cfg["std"])])
 

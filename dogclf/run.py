@@ -88,9 +88,9 @@ class _Console:
         "Pass the lines of `text` that are finished, each as its last state."
         self.pending += text
         *lines, self.pending = self.pending.split("\n")
-        for line in lines:
-            if line.split("\r")[-1].strip():
-                self.stream.write(("\r" if self.live else "") + self.indent + line.split("\r")[-1] + "\n")
+        for last in [line.split("\r")[-1] for line in lines]:
+            if last.strip():
+                self.stream.write(("\r" if self.live else "") + self.indent + last + "\n")
         if self.live and "\r" in self.pending:
             self.stream.write("\r" + self.indent + self.pending.split("\r")[-1])
 
