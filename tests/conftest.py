@@ -34,10 +34,10 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
         cut = self.path.startswith("/cut/")
         data = (Path(self.directory) / self.path.removeprefix("/cut/").lstrip("/")).read_bytes()
         start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+        self.server.requests.append((self.path, start))   # before answering: the client may finish first
         self.send_response(206 if start else 200)
         self.send_header("Content-Length", str(len(data) - start)); self.end_headers()
         self.wfile.write(data[start:len(data) // 2] if cut else data[start:])
-        self.server.requests.append((self.path, start))
 
 @pytest.fixture()
 def http_dir(tmp_path):
