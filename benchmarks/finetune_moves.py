@@ -6,8 +6,8 @@
 Issue 28 asks for a main run of lesson 03 that moves the backbone; this script measures candidates before
 one goes into a profile. Lesson 02's frozen stage of the backbone (its linear head on cached features,
 chosen on nothing but the training photos) is made once; then, per seed, lesson 03's `finetune_run` with
-the given strategy trains on the photos themselves (random resized crops, flips and TrivialAugment, as
-`dogclf.data.train_transform` makes them). Both are scored on every validation photo, so the comparison is
+the given strategy trains on the photos themselves (random resized crops and flips, with --aug trivial also
+TrivialAugment; with --train-size on smaller crops than it is scored on). Both are scored on every validation photo, so the comparison is
 paired (McNemar, `dogclf.noise.paired`). Per seed it prints the frozen and fine-tuned accuracy, the paired
 gain with two paired standard errors, the optimiser steps, the training seconds and how far each layer
 group's weights moved (‖ΔW‖/‖W‖). Adds its report to benchmarks/finetune_moves.json (one per recipe).
@@ -16,7 +16,7 @@ import argparse, json, time
 from pathlib import Path
 import torch
 from dogclf.core import atomic_write, configure, environment
-from dogclf.data import load_split, train_transform, unseen_by_imagenet
+from dogclf.data import load_split, unseen_by_imagenet
 from dogclf.finetune import FinetuneConfig, finetune_run, weight_change, weights_of
 from dogclf.models import FrozenConfig, frozen_stage, head_probs
 from dogclf.noise import correct, paired
@@ -39,14 +39,11 @@ def main():
     p.add_argument("--bn", default="train", choices=["train", "frozen"])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--mixup", type=float, default=0.0)
-    p.add_argument("--aug", default="library", choices=["library", "crop-flip"],
-                   help="library: train_transform (crop, flip, TrivialAugment); crop-flip: without TrivialAugment "
-                        "(give it its own --out: the recipe key does not see this switch)")
+    p.add_argument("--aug", default="crop-flip", choices=["crop-flip", "trivial"],
+                   help="random resized crops and flips, or those and TrivialAugment")
+    p.add_argument("--train-size", type=int, default=0,
+                   help="train on crops of this side, score at --size (FixRes, Touvron et al. 2019; 0: --size)")
     a = p.parse_args()
-    if a.aug == "crop-flip":   # finetune's photo source calls train_transform(data_cfg)
-        import functools
-        import dogclf.finetune
-        dogclf.finetune.train_transform = functools.partial(train_transform, trivial_augment=False)
     out = Path(a.out).resolve()
     cfg = configure(dict(profile="cpu", data=str(Path(a.data).resolve()), out=str(out)), show=False)
     split = load_split(Path(a.data), cfg.valid_pct, cfg.seed, a.per_class or None, a.val_per_class or None,
@@ -67,7 +64,8 @@ def main():
     for seed in a.seeds:
         config = FinetuneConfig.from_settings(cfg, frozen=frozen, strategy=a.strategy, groups=a.groups, lr=a.lr,
                                               lr_ratio=a.ratio or None, epochs=a.epochs, bn=a.bn,
-                                              batch_size=a.batch, seed=seed, mixup=a.mixup)
+                                              batch_size=a.batch, seed=seed, mixup=a.mixup,
+                                              train_size=a.train_size or None, trivial_augment=a.aug == "trivial")
         t0 = time.time()
         result = finetune_run(config, split, out, stage=stage)
         assert torch.equal(result.targets, targets), "the fine-tuned and frozen predictions are on other photos"

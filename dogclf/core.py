@@ -51,6 +51,8 @@ _COMMON = dict(
     bn="frozen",             # frozen: BatchNorm keeps ImageNet statistics; train: they follow the batches
     accum_steps=1,           # batches whose gradients add up before an optimiser step
     ft_cached=True,          # fine-tune only the tail, on cached activations of the frozen trunk
+    ft_seeds=[42, 43, 44],   # lesson 03's main run, once per seed (its paired noise needs several)
+    ft_train_size=None,      # fine-tune on photos at this side, scored at the model's size (None: the same)
     naive_photos=None,       # photos for lesson 02's slow-way timing, evenly over the breeds (None: all)
     engine="torch",          # what runs the frozen passes: torch, or onnx (ONNX Runtime, faster on a CPU)
     head_init="imagenet",    # the head starts from ImageNet's rows for our breeds (if it has them), or random
@@ -191,6 +193,11 @@ def _expected(name: str):  # a setting of PROFILES
     if name == "ft_strategies":
         strategies = _CHOICES["ft_strategy"]
         return f"a list of {', '.join(strategies)}", lambda v: names(v) and set(v) <= set(strategies)
+    if name == "ft_seeds":
+        seeds = lambda v: isinstance(v, list) and len(v) > 0 and all(type(n) is int and n >= 0 for n in v)
+        return "a non-empty list of whole numbers >= 0", seeds
+    if name == "ft_train_size":
+        return "None or a whole number > 0", lambda v: v is None or (type(v) is int and v > 0)
     if name == "pays_per_class":
         counts = lambda v: isinstance(v, list) and len(v) > 0 and all(type(n) is int and n > 0 for n in v)
         return "a non-empty list of whole numbers > 0", counts

@@ -195,8 +195,10 @@ class Source:
     frozen_prefixes: tuple    # parameter names that must not train (the cached trunk)
     flipped: Callable         # () -> loader of the mirrored validation inputs, for test-time augmentation
 
-def _photo_source(model, split, data_cfg, batch_size, workers, seed) -> Source:
-    train_dl = make_loader(split.train, train_transform(data_cfg), batch_size, shuffle=True, workers=workers,
+def _photo_source(model, split, data_cfg, batch_size, workers, seed, train_size, trivial_augment) -> Source:
+    side = train_size or data_cfg["input_size"][-1]   # training crops of this side; scored at the stage's
+    augment = train_transform(data_cfg | dict(input_size=(3, side, side)), trivial_augment=trivial_augment)
+    train_dl = make_loader(split.train, augment, batch_size, shuffle=True, workers=workers,
                            seed=seed, drop_last=len(split.train) > batch_size)
     val_dl = make_loader(split.valid, eval_transform(data_cfg), batch_size, workers=workers, seed=seed)
     mirror = T.Compose([T.RandomHorizontalFlip(p=1.0), eval_transform(data_cfg)])
@@ -226,10 +228,13 @@ def finetune_source(model: nn.Module,     # the backbone with its trained head (
                     folder: Path,         # the run folder (caches)
                     batch_size: int = 64,
                     workers: int = 2,
-                    seed: int = 42):
+                    seed: int = 42,
+                    train_size: int | None = None,   # photos: train on crops of this side (None: the model's)
+                    trivial_augment: bool = False):  # photos: TrivialAugment after the random crop and flip
     "Cached activations into the tail when lesson 02 cached them, else photos through the whole network."
     if stage.features.start is None:
-        return _photo_source(model, split, stage.data_cfg, batch_size, workers, seed)
+        return _photo_source(model, split, stage.data_cfg, batch_size, workers, seed,
+                             train_size, trivial_augment)
     return _cached_source(model, stage.features, split, stage.data_cfg, folder, batch_size, workers, seed)
 
 # %% ../nbs/03_finetune.ipynb #01ee0474
@@ -250,6 +255,8 @@ class FinetuneConfig:
     amp: bool                 # mixed precision on CUDA
     seed: int
     mixup: float = 0.0        # MixUp's alpha (timm's Mixup, through fit's batch hook); 0: off
+    train_size: int | None = None   # photos: train on random crops of this side (None: the stage's size)
+    trivial_augment: bool = False   # photos: TrivialAugment after the random crop and flip
     weight_decay: float = 1e-4   # for weights of 2+ dimensions; none for biases and norms
     grad_clip: float = 5.0
 
@@ -260,7 +267,8 @@ class FinetuneConfig:
         return cls(**dict(frozen=frozen, strategy=s.ft_strategy, lr=s.ft_lr, lr_ratio=s.ft_lr_ratio,
                           epochs=s.ft_epochs, groups=s.ft_groups, bn=s.bn, optimizer=s.ft_optimizer,
                           label_smoothing=s.label_smoothing, batch_size=s.batch_size,
-                          accum_steps=s.accum_steps, amp=s.amp, seed=s.seed) | changes)
+                          accum_steps=s.accum_steps, amp=s.amp, seed=s.seed, train_size=s.ft_train_size)
+                   | changes)
 
 def _optimizer(model, config: FinetuneConfig, steps_per_epoch: int) -> tuple:
     "SGD+momentum (or AdamW) with discriminative rates over the trainable groups, and its one-cycle schedule."
@@ -281,10 +289,11 @@ def mixup_hook(alpha: float,                  # MixUp draws its mixing weights f
 
 def finetune(source: Source,                 # finetune_source(...) or memory_source(...)
              config: FinetuneConfig,
-             checkpoint: Path | None = None):  # resume from and save to this file
+             checkpoint: Path | None = None,   # resume from and save to this file
+             log=None):                        # epoch records: printed (None), to this file, or not (False)
     "Fine-tune `source.model` by `config`; returns (history, training seconds)."
     if config.strategy == "gradual":
-        return finetune_gradual(source, config, checkpoint)
+        return finetune_gradual(source, config, checkpoint, log=log)
     model = source.model
     apply_strategy(model, config.strategy, config.groups)
     training_trunk = [n for n, p in model.named_parameters() if p.requires_grad and source.frozen_prefixes
@@ -303,7 +312,7 @@ def finetune(source: Source,                 # finetune_source(...) or memory_so
                   loss_fn=nn.CrossEntropyLoss(label_smoothing=smoothing), device=get_device(),
                   checkpoint=checkpoint, config=config, grad_clip=config.grad_clip, amp=config.amp,
                   accum_steps=config.accum_steps,
-                  freeze_bn=config.bn == "frozen", batch_hook=hook)
+                  freeze_bn=config.bn == "frozen", batch_hook=hook, log=log)
     return history, sum(r["wall_s"] for r in history)   # training time, also when resumed from a checkpoint
 
 # %% ../nbs/03_finetune.ipynb #1c6ffb04
@@ -315,7 +324,8 @@ def valid_probs(source: Source,           # finetune_source(...)
 # %% ../nbs/03_finetune.ipynb #c0de030f
 def finetune_gradual(source: Source,                 # finetune_source(...)
                      config: FinetuneConfig,         # epochs: in all; groups: trained at the last stage
-                     checkpoint: Path | None = None):  # one file per stage is derived from this name
+                     checkpoint: Path | None = None,   # one file per stage is derived from this name
+                     log=None):                        # epoch records: as `finetune`
     "ULMFiT-style gradual unfreezing, one `partial` run per stage; returns (history, training seconds)."
     n_stages = max(2, min(config.groups, config.epochs))
     per_stage = [len(e) for e in np.array_split(np.arange(max(config.epochs, n_stages)), n_stages)]
@@ -323,7 +333,7 @@ def finetune_gradual(source: Source,                 # finetune_source(...)
     for i, (n, e) in enumerate(zip(gradual_stages(config.groups, n_stages), per_stage)):
         stage_file = checkpoint and checkpoint.with_name(f"{checkpoint.stem}-stage{i}{checkpoint.suffix}")
         step = replace(config, strategy="partial", groups=n, epochs=e)
-        hist, secs = finetune(source, step, stage_file)
+        hist, secs = finetune(source, step, stage_file, log=log)
         history += [r | dict(epoch=len(history) + j + 1, stage=i, groups=n) for j, r in enumerate(hist)]
         seconds += secs
     return history, seconds
@@ -363,8 +373,10 @@ def finetune_run(config: FinetuneConfig,
                      weights=weights_digest(stage.model),
                      code=code_digest("data", "train", "models", "finetune"))
     source = finetune_source(copy.deepcopy(stage.model), stage, split, folder=out,
-                             batch_size=config.batch_size, workers=config.frozen.workers, seed=config.seed)
-    history, seconds = finetune(source, config, run_file(out, "finetune", key))
+                             batch_size=config.batch_size, workers=config.frozen.workers, seed=config.seed,
+                             train_size=config.train_size, trivial_augment=config.trivial_augment)
+    checkpoint = run_file(out, "finetune", key)
+    history, seconds = finetune(source, config, checkpoint, log=checkpoint.with_suffix(".log"))
     saved = _predictions(source, run_file(out, "finetune_predictions", key))
     return FinetuneResult(source.model, source, history, seconds, config, key, **saved)
 

@@ -10,7 +10,7 @@ import torch
 from scipy.stats import binomtest
 
 # %% auto #0
-__all__ = ['correct', 'two_se', 'significant', 'verdict', 'paired', 'over_seeds', 'plus_minus']
+__all__ = ['correct', 'two_se', 'significant', 'verdict', 'paired', 'over_seeds', 'plus_minus', 'paired_seeds']
 
 # %% ../nbs/noise.ipynb #3b3229c4
 def correct(probs: torch.Tensor,    # (N, K) probabilities or logits, one row per photo
@@ -101,3 +101,19 @@ def plus_minus(summary: dict,    # what `over_seeds` returned
     "`summary` as mean ± spread (seeds), e.g. '96.4% ± 0.2% (3 seeds)'."
     seeds = "seed" if summary["n"] == 1 else "seeds"
     return f"{format(summary['mean'], fmt)} ± {format(summary['spread'], fmt)} ({summary['n']} {seeds})"
+
+# %% ../nbs/noise.ipynb #b964a578
+def paired_seeds(rights_a,  # per seed of model A: which photos it got right (a list of `correct` results)
+                 rights_b,  # the same for model B (one entry is fine: a model trained once)
+                ) -> dict:  # gain, two_se, p_value, better, worse, n, seeds_a, seeds_b
+    "Paired comparison of two recipes over seeds on the same photos, each photo averaged over seeds first."
+    a = np.stack([_rights(r) for r in rights_a]).astype(float)
+    b = np.stack([_rights(r) for r in rights_b]).astype(float)
+    if a.shape[1] != b.shape[1] or a.shape[1] == 0:
+        raise ValueError(f"paired_seeds needs the same photos in all runs, got {a.shape[1]}, {b.shape[1]}")
+    d = a.mean(0) - b.mean(0)
+    n = len(d)
+    better, worse = int((d > 0).sum()), int((d < 0).sum())
+    p_value = binomtest(better, better + worse, p=0.5).pvalue if better + worse else 1.0
+    return dict(gain=float(d.mean()), two_se=float(2 * d.std(ddof=1) / math.sqrt(n)) if n >= 2 else 0.0,
+                p_value=float(p_value), better=better, worse=worse, n=n, seeds_a=len(a), seeds_b=len(b))

@@ -265,10 +265,15 @@ def _resume(checkpoint: Path | None, model: nn.Module, opt, sched, train_dl, con
     return state["history"]
 
 # %% ../nbs/01_lenet.ipynb #88af028d
-def _print_record(record: dict):
-    "Print an epoch's record on one line."
+def _print_record(record: dict, log=None):   # log: None prints; a path appends the line there; False: nothing
+    "Print an epoch's record on one line (or append it to the file `log`)."
     fields = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()]
-    print(" ".join(fields), flush=True)
+    if log is None:
+        print(" ".join(fields), flush=True)
+    elif log:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as f:
+            f.write(" ".join(fields) + "\n")
 
 def fit(model: nn.Module,                # trained in place
         train_dl,                         # training loader
@@ -286,7 +291,8 @@ def fit(model: nn.Module,                # trained in place
         accum_steps: int = 1,             # batches whose gradients add up before each optimiser step
         freeze_bn: bool = False,          # keep every BatchNorm layer in eval mode (see train_mode)
         batch_hook=None,                  # (images, targets) -> (images, targets) before each step (MixUp)
-        on_epoch_end=None) -> list:       # called with each epoch's record
+        on_epoch_end=None,                # called with each epoch's record
+        log=None) -> list:                # epoch records: printed (None), added to this file, or not (False)
     "Train `model` for `epochs` epochs; returns the per-epoch history. A NaN loss raises TrainingDiverged."
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
@@ -306,7 +312,7 @@ def fit(model: nn.Module,                # trained in place
                       lr=opt.param_groups[-1]["lr"], wall_s=time.time() - start)
         record["images_per_s"] = seen / record["wall_s"]
         history.append(record)
-        _print_record(record)
+        _print_record(record, log)
         if checkpoint:
             _save(checkpoint, model, opt, sched, history, train_dl, saved)
         if on_epoch_end:
