@@ -67,21 +67,22 @@ PROFILES = {
         train_per_class=8, val_per_class=6, img_size=160, batch_size=16, workers=0, lenet_epochs=3,
         arch="tf_efficientnet_lite0", archs=["tf_efficientnet_lite0"], feature_views=1, naive_epochs=1,
         ft_epochs=1, ft_strategies=["freeze", "partial", "full"], finder_steps=12,
-        cmp_size=64, cmp_per_class=2, cmp_val_per_class=2, cmp_epochs=1, pays_per_class=[1, 2],
+        cmp_size=64, cmp_per_class=2, cmp_val_per_class=2, cmp_steps=4, pays_per_class=[1, 2],
+        ft_seeds=[42, 43],
         ensemble_archs=_LITES[:2], amp=False),
     "laptop": _COMMON | dict(
         train_per_class=100, val_per_class=50, img_size=None, batch_size=64, lenet_epochs=12,
         arch="tf_efficientnet_lite0", archs=_LITES, feature_views=1, naive_epochs=1, naive_photos=100,
         ft_epochs=2, ft_groups=2, ft_strategies=["freeze", "partial", "full"], finder_steps=30,
         ensemble_archs=_LITES, amp=False,
-        cmp_size=64, cmp_per_class=20, cmp_val_per_class=25, cmp_epochs=3, pays_per_class=[5, 20, 50],
+        cmp_size=64, cmp_per_class=20, cmp_val_per_class=25, cmp_steps=24, pays_per_class=[5, 20, 50],
         engine="onnx"),
     "cpu": _COMMON | dict(
         train_per_class=None, val_per_class=None, img_size=None, batch_size=64, lenet_epochs=15,
         arch="tf_efficientnet_lite2", archs=_LITES, feature_views=1, naive_epochs=1, naive_photos=200,
         ft_epochs=2, ft_groups=2, ft_strategies=["freeze", "partial", "full"], finder_steps=60,
         ensemble_archs=_LITES[1:], amp=False,
-        cmp_size=64, cmp_per_class=60, cmp_val_per_class=60, cmp_epochs=3, pays_per_class=[10, 30, 60, 1000],
+        cmp_size=64, cmp_per_class=60, cmp_val_per_class=60, cmp_steps=54, pays_per_class=[10, 30, 60, 1000],
         engine="onnx",
         targets=dict(feature_extractor=0.95, finetune=0.96, ensemble=0.97)),
     "gpu": _COMMON | dict(
@@ -89,7 +90,7 @@ PROFILES = {
         arch="resnet50.a1_in1k", archs=_RESNETS, feature_views=4, naive_epochs=3, ft_epochs=20,
         ft_cached=False, ft_strategies=["freeze", "partial", "full"], finder_steps=100,
         ensemble_archs=_RESNETS, amp=True,
-        cmp_arch="resnet50.a1_in1k", cmp_size=224, cmp_per_class=100, cmp_val_per_class=100, cmp_epochs=5,
+        cmp_arch="resnet50.a1_in1k", cmp_size=224, cmp_per_class=100, cmp_val_per_class=100, cmp_steps=156,
         cmp_lr=1e-2, pays_per_class=[10, 30, 100, 1000]),
 }
 

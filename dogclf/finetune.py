@@ -451,11 +451,14 @@ def memory_source(model: nn.Module,  # the backbone with its head
                   *,
                   data_cfg: dict,    # the model's data config (mean and std)
                   batch_size: int = 32,
-                  seed: int = 42) -> Source:
+                  seed: int = 42,
+                  samples: int | None = None) -> Source:  # photos drawn per epoch (None: each one once)
     "Photos in memory through the whole network, with a random mirror and shift each time a photo is seen."
     train_ds = TensorImages(*train, data_cfg, augment=True)
-    train_dl = DataLoader(train_ds, batch_size, shuffle=True, drop_last=len(train_ds) > batch_size,
-                          generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    sampler = torch.utils.data.RandomSampler(train_ds, num_samples=samples, generator=g)   # over N: N, N, ...
+    train_dl = DataLoader(train_ds, batch_size, sampler=sampler, drop_last=len(sampler) > batch_size,
+                          generator=g)
     val_dl = DataLoader(TensorImages(*valid, data_cfg), 128)
     def flipped():
         return DataLoader(TensorImages(*valid, data_cfg, mirror=True), 128)
@@ -474,7 +477,7 @@ def fit_head(model: nn.Module,  # a backbone; its classifier is replaced by the 
     def features(images, labels):
         return extract_features(model, DataLoader(TensorImages(images, labels, data_cfg), 128))
     head, _ = train_linear_head(features(*train), features(*valid), epochs=epochs, lr=lr, seed=seed,
-                                n_classes=model.get_classifier().out_features, init=init)
+                                n_classes=model.get_classifier().out_features, init=init, log=False)
     model.get_classifier().load_state_dict(head[1].state_dict())
     return model.cpu()
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from timm.models import group_parameters
 from torch.utils.data import DataLoader, TensorDataset
-from .core import code_digest, items_digest, load_checkpoint, run_file, save_checkpoint
+from .core import code_digest, config_dict, items_digest, load_checkpoint, run_file, save_checkpoint
 from .data import data_config, eval_transform, make_loader, train_transform
 from .train import cosine_warmup, fit, get_device, map_batches, set_seed
 
@@ -335,7 +335,8 @@ def train_linear_head(train: tuple,              # (features, targets) of the tr
                       seed: int = 42,
                       n_classes: int | None = None,  # None: one more than the largest label
                       init: tuple | None = None,     # (weight, bias) to start from; None: random
-                      device=None):                  # where to train; None: the CPU
+                      device=None,                   # where to train; None: the CPU
+                      log=None):                     # epoch records: printed, to this file, or not (False)
     "Train dropout + linear on features with SGD+momentum; returns (head, history)."
     set_seed(seed)
     (Xtr, ytr), (Xva, yva) = train, valid
@@ -348,7 +349,8 @@ def train_linear_head(train: tuple,              # (features, targets) of the tr
     valid_dl = DataLoader(TensorDataset(Xva, yva), 512)
     opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     sched = cosine_warmup(opt, epochs, len(train_dl), warmup_epochs=0.5)
-    history = fit(head, train_dl, valid_dl, epochs=epochs, opt=opt, sched=sched, amp=False, device=device)
+    history = fit(head, train_dl, valid_dl, epochs=epochs, opt=opt, sched=sched, amp=False, device=device,
+                  log=log)
     return head.cpu(), history
 
 # %% ../nbs/02_feature_extractor.ipynb #c0de02a2
@@ -377,13 +379,14 @@ def frozen_head(config: FrozenConfig,
                 n_classes: int,
                 *,
                 rows: tuple | None = None,  # imagenet_rows to start from; None: a random start
-                drop_rate: float = 0.2):    # dropout before the linear layer (the backbone's own)
+                drop_rate: float = 0.2,     # dropout before the linear layer (the backbone's own)
+                log=None):                  # epoch records: printed, to this file, or not (False)
     "A linear head trained on the cached features; from ImageNet's rows it takes a tenth of head_lr."
     lr = config.head_lr if rows is None else config.head_lr / 10   # near a solution: smaller steps
     return train_linear_head((features.train.X, features.train.y), (features.valid.X, features.valid.y),
                              epochs=config.head_epochs, lr=lr, batch_size=config.batch_size,
                              drop_rate=drop_rate, weight_decay=config.weight_decay, seed=config.seed,
-                             n_classes=n_classes, init=rows, device=get_device())
+                             n_classes=n_classes, init=rows, device=get_device(), log=log)
 
 def frozen_stage(config: FrozenConfig,
                  split,        # the dataset's Split
@@ -397,8 +400,9 @@ def frozen_stage(config: FrozenConfig,
     t0 = time.time()
     idx = imagenet_indices(split.classes)
     rows = imagenet_rows(imagenet_head, idx) if config.head_init == "imagenet" else None
+    log = run_file(out, "frozen_head", config_dict(config)).with_suffix(".log")   # its epochs, one line each
     head, history = frozen_head(config, features, len(split.classes), rows=rows,
-                                   drop_rate=getattr(model, "drop_rate", 0.2))
+                                drop_rate=getattr(model, "drop_rate", 0.2), log=log)
     model.get_classifier().load_state_dict(head[1].state_dict())
     with torch.no_grad():
         imagenet_logits = imagenet_head(features.valid.X)[:, idx] if idx else None

@@ -303,6 +303,8 @@ def fit(model: nn.Module,                # trained in place
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     saved = config_dict(config) if config is not None else None
     history = _resume(checkpoint, model, opt, sched, train_dl, config, epochs)
+    if log and not history:   # a run from scratch starts a new log; a resumed one adds to it
+        Path(log).unlink(missing_ok=True)
     for epoch in range(len(history) + 1, epochs + 1):
         start = time.time()
         train_loss, train_acc, seen = _train_epoch(model, train_dl, opt, sched, loss_fn, scaler, dtype, epoch,

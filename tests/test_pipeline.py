@@ -403,7 +403,8 @@ def test_gpu_profile_code_path_on_cpu(woof, tmp_path):
     lite = ["tf_efficientnet_lite0", "tf_efficientnet_lite1"]   # hub weights (resnet50 ...) cannot be downloaded here
     tiny = dict(arch=lite[0], archs=lite[:1], ensemble_archs=lite, train_per_class=6, val_per_class=4, img_size=128, batch_size=6,
                 accum_steps=2, workers=0, lenet_epochs=1, head_epochs=5, naive_epochs=1, feature_views=2, ft_epochs=1, finder_steps=6,
-                cmp_arch=lite[0], cmp_size=64, cmp_per_class=2, cmp_val_per_class=2, cmp_epochs=1, pays_per_class=[1, 2])
+                cmp_arch=lite[0], cmp_size=64, cmp_per_class=2, cmp_val_per_class=2, cmp_steps=4, pays_per_class=[1, 2],
+                ft_seeds=[42])
     out = tmp_path / "gpu"
     r = _run(woof, out, *[a for k, v in tiny.items() for a in ("-p", k, repr(v))], profile="gpu")
     assert r.returncode == 0, _said(r)
@@ -414,7 +415,10 @@ def test_gpu_profile_code_path_on_cpu(woof, tmp_path):
     assert {row["run"] for row in ft["comparison"]} >= {
         "frozen stage (lesson 02)", "partial, discriminative", "freeze", "partial, one rate", "full, discriminative",
         "full, one rate", "gradual unfreezing, discriminative", "full, discriminative, BatchNorm follows the batches",
-        "full, one rate, random initialisation"}   # every strategy of issue 14, on the same photos
+        "full, one rate, random initialisation", "full, discriminative, BatchNorm re-estimated after",
+        "full, discriminative, MixUp"}   # every strategy of issues 14 and 28, on the same photos
+    compared = [row for row in ft["comparison"] if row["seeds"]]
+    assert {row["steps"] for row in compared} == {4} and all(row["paired_two_se"] is not None for row in compared)
     assert [r["photos_per_class"] for r in ft["when_it_pays"]] == [1, 2, 2]   # the small-data curve, then the shift
     assert not list((out / "checkpoints").glob("ft_*_cached-*")), "the gpu profile must fine-tune on photos, not cached activations"
     assert res["stages"]["ensemble"]["members"] == lite and res["stages"]["export"]["top1_agreement"] == 1.0
