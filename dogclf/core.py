@@ -53,6 +53,9 @@ _COMMON = dict(
     ft_cached=True,          # fine-tune only the tail, on cached activations of the frozen trunk
     ft_seeds=[42, 43, 44],   # lesson 03's main run, once per seed (its paired noise needs several)
     ft_train_size=None,      # fine-tune on photos at this side, scored at the model's size (None: the same)
+    ft_img_size=None,        # input side of lesson 03's main run and its frozen stage (None: img_size)
+    ens_cached=True,         # lesson 04's members fine-tune their tails on cached activations (lessons 02-03)
+    ens_strategy="partial",  # lesson 04's members: freeze | partial | full (ft_groups, ft_epochs, ft_lr)
     naive_photos=None,       # photos for lesson 02's slow-way timing, evenly over the breeds (None: all)
     engine="torch",          # what runs the frozen passes: torch, or onnx (ONNX Runtime, faster on a CPU)
     head_init="imagenet",    # the head starts from ImageNet's rows for our breeds (if it has them), or random
@@ -88,7 +91,7 @@ PROFILES = {
     "gpu": _COMMON | dict(
         train_per_class=None, val_per_class=None, img_size=None, batch_size=64, workers=8, lenet_epochs=30,
         arch="resnet50.a1_in1k", archs=_RESNETS, feature_views=4, naive_epochs=3, ft_epochs=20,
-        ft_cached=False, ft_strategies=["freeze", "partial", "full"], finder_steps=100,
+        ft_cached=False, ens_cached=False, ft_strategies=["freeze", "partial", "full"], finder_steps=100,
         ensemble_archs=_RESNETS, amp=True,
         cmp_arch="resnet50.a1_in1k", cmp_size=224, cmp_per_class=100, cmp_val_per_class=100, cmp_steps=156,
         cmp_lr=1e-2, pays_per_class=[10, 30, 100, 1000]),
@@ -170,6 +173,7 @@ def configure(params: dict,        # the lesson's parameters (pass `globals()`);
 
 # %% ../nbs/core.ipynb #c0de0016
 _CHOICES = dict(ft_strategy=("freeze", "partial", "full"),
+                ens_strategy=("freeze", "partial", "full"),
                 pays_strategy=("partial", "full"),
                 bn=("frozen", "train"),
                 ft_optimizer=("sgd", "adamw"),
@@ -197,7 +201,7 @@ def _expected(name: str):  # a setting of PROFILES
     if name == "ft_seeds":
         seeds = lambda v: isinstance(v, list) and len(v) > 0 and all(type(n) is int and n >= 0 for n in v)
         return "a non-empty list of whole numbers >= 0", seeds
-    if name == "ft_train_size":
+    if name in ("ft_train_size", "ft_img_size"):
         return "None or a whole number > 0", lambda v: v is None or (type(v) is int and v > 0)
     if name == "pays_per_class":
         counts = lambda v: isinstance(v, list) and len(v) > 0 and all(type(n) is int and n > 0 for n in v)
