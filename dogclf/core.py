@@ -54,6 +54,7 @@ _COMMON = dict(
     ft_seeds=[42, 43, 44],   # lesson 03's main run, once per seed (its paired noise needs several)
     ft_train_size=None,      # fine-tune on photos at this side, scored at the model's size (None: the same)
     ft_img_size=None,        # input side of lesson 03's main run and its frozen stage (None: img_size)
+    ft_arch=None,            # backbone of lesson 03's main run and its frozen stage (None: arch)
     ens_cached=True,         # lesson 04's members fine-tune their tails on cached activations (lessons 02-03)
     ens_strategy="partial",  # lesson 04's members: freeze | partial | full (ft_groups, ft_epochs, ft_lr)
     naive_photos=None,       # photos for lesson 02's slow-way timing, evenly over the breeds (None: all)
@@ -201,6 +202,8 @@ def _expected(name: str):  # a setting of PROFILES
     if name == "ft_seeds":
         seeds = lambda v: isinstance(v, list) and len(v) > 0 and all(type(n) is int and n >= 0 for n in v)
         return "a non-empty list of whole numbers >= 0", seeds
+    if name == "ft_arch":
+        return "None or a timm model name", lambda v: v is None or (isinstance(v, str) and v != "")
     if name in ("ft_train_size", "ft_img_size"):
         return "None or a whole number > 0", lambda v: v is None or (type(v) is int and v > 0)
     if name == "pays_per_class":

@@ -263,7 +263,7 @@ class FinetuneConfig:
     @classmethod
     def from_settings(cls, s, **changes):  # s: the lesson's settings; changes: fields to set (or arch=)
         "The config a run's settings give, with `changes` on top."
-        frozen = FrozenConfig.from_settings(s, arch=changes.pop("arch", s.arch),
+        frozen = FrozenConfig.from_settings(s, arch=changes.pop("arch", s.ft_arch or s.arch),
                                             img_size=s.ft_img_size or s.img_size)
         return cls(**dict(frozen=frozen, strategy=s.ft_strategy, lr=s.ft_lr, lr_ratio=s.ft_lr_ratio,
                           epochs=s.ft_epochs, groups=s.ft_groups, bn=s.bn, optimizer=s.ft_optimizer,

@@ -404,7 +404,7 @@ def test_gpu_profile_code_path_on_cpu(woof, tmp_path):
     tiny = dict(arch=lite[0], archs=lite[:1], ensemble_archs=lite, train_per_class=6, val_per_class=4, img_size=128, batch_size=6,
                 accum_steps=2, workers=0, lenet_epochs=1, head_epochs=5, naive_epochs=1, feature_views=2, ft_epochs=1, finder_steps=6,
                 cmp_arch=lite[0], cmp_size=64, cmp_per_class=2, cmp_val_per_class=2, cmp_steps=4, pays_per_class=[1, 2],
-                ft_seeds=[42])
+                ft_seeds=[42], ft_arch=lite[1], ft_img_size=96)   # lesson 03's own backbone and size
     out = tmp_path / "gpu"
     r = _run(woof, out, *[a for k, v in tiny.items() for a in ("-p", k, repr(v))], profile="gpu")
     assert r.returncode == 0, _said(r)
@@ -412,6 +412,7 @@ def test_gpu_profile_code_path_on_cpu(woof, tmp_path):
     assert res["profile"] == "gpu"
     ft = res["stages"]["finetune"]
     assert ft["accum_steps"] == 2 and ft["batch_size"] == 6   # gradient accumulation: two batches of 6 per optimiser step
+    assert ft["arch"] == lite[1] and ft["config"]["frozen"]["img_size"] == 96   # ft_arch and ft_img_size
     assert {row["run"] for row in ft["comparison"]} >= {
         "frozen stage (lesson 02)", "partial, discriminative", "freeze", "partial, one rate", "full, discriminative",
         "full, one rate", "gradual unfreezing, discriminative", "full, discriminative, BatchNorm follows the batches",
