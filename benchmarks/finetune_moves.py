@@ -19,7 +19,7 @@ from dogclf.core import atomic_write, configure, environment
 from dogclf.data import load_split, unseen_by_imagenet
 from dogclf.finetune import FinetuneConfig, finetune_run, weight_change, weights_of
 from dogclf.models import FrozenConfig, frozen_stage, head_probs
-from dogclf.noise import correct, paired
+from dogclf.noise import correct, paired, paired_seeds
 
 
 def main():
@@ -60,7 +60,7 @@ def main():
     print(f"{a.arch} at {a.size} px: {len(split.train)} training, {len(split.valid)} validation photos "
           f"({int(unseen.sum())} never in ImageNet); frozen head {right_frozen.float().mean():.1%} "
           f"({time.time() - t0:.0f} s)", flush=True)
-    runs = []
+    runs, rights = [], []
     for seed in a.seeds:
         config = FinetuneConfig.from_settings(cfg, frozen=frozen, strategy=a.strategy, groups=a.groups, lr=a.lr,
                                               lr_ratio=a.ratio or None, epochs=a.epochs, bn=a.bn,
@@ -70,6 +70,7 @@ def main():
         result = finetune_run(config, split, out, stage=stage)
         assert torch.equal(result.targets, targets), "the fine-tuned and frozen predictions are on other photos"
         right = correct(result.probs, targets)
+        rights.append(right)
         both = paired(right, right_frozen)
         seen = paired(right[unseen], right_frozen[unseen]) if unseen.any() else None
         steps = a.epochs * (len(split.train) // a.batch)
@@ -82,9 +83,13 @@ def main():
         print(f"  seed {seed}: fine-tuned {run['val_acc']:.1%}, gain {both['gain']:+.1%} ± {both['two_se']:.1%} "
               f"(p {both['p_value']:.3f}); unseen {seen['gain'] if seen else float('nan'):+.1%}; {steps} steps, "
               f"{result.seconds:.0f} s; ‖ΔW‖/‖W‖ by group: {moved}", flush=True)
-    gains = torch.tensor([r["paired"]["gain"] for r in runs])
-    print(f"mean gain over {len(runs)} seeds: {gains.mean():+.2%} (spread {gains.std() if len(runs) > 1 else 0:.2%})")
-    report = dict(args=vars(a), n_train=len(split.train), n_val=len(split.valid), runs=runs, environment=environment())
+    over = paired_seeds(rights, [right_frozen])   # each photo averaged over the seeds, then paired
+    over_unseen = paired_seeds([r[unseen] for r in rights], [right_frozen[unseen]]) if unseen.any() else None
+    print(f"mean of {len(runs)} seeds against the frozen head, paired: {over['gain']:+.2%} ± {over['two_se']:.2%} "
+          f"(sign test p {over['p_value']:.3g}); never in ImageNet: "
+          + (f"{over_unseen['gain']:+.2%} ± {over_unseen['two_se']:.2%}" if over_unseen else "none"))
+    report = dict(args=vars(a), n_train=len(split.train), n_val=len(split.valid), runs=runs, over_seeds=over,
+                  over_seeds_unseen=over_unseen, environment=environment())
     path = Path(__file__).with_name("finetune_moves.json")   # one report per recipe measured, the latest kept
     reports = [r for r in (json.loads(path.read_text()) if path.exists() else []) if r["args"] != report["args"]]
     atomic_write(path, json.dumps(reports + [report], indent=1, default=str))
