@@ -192,7 +192,7 @@ def _is_number(v) -> bool:
 def _expected(name: str):  # a setting of PROFILES
     "What setting `name` accepts: (a description, a test)."
     values = [p[name] for p in PROFILES.values()]
-    kind = type(next(v for v in values if v is not None))
+    kind = type(next((v for v in values if v is not None), None))
     names = lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(s, str) and s for s in v)
     if name in _CHOICES:
         return f"one of {', '.join(_CHOICES[name])}", lambda v: isinstance(v, str) and v in _CHOICES[name]
