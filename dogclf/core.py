@@ -55,6 +55,7 @@ _COMMON = dict(
     ft_train_size=None,      # fine-tune on photos at this side, scored at the model's size (None: the same)
     ft_img_size=None,        # input side of lesson 03's main run and its frozen stage (None: img_size)
     ft_arch=None,            # backbone of lesson 03's main run and its frozen stage (None: arch)
+    ft_batch_size=None,      # photos per step of lesson 03's main run (None: batch_size)
     ens_cached=True,         # lesson 04's members fine-tune their tails on cached activations (lessons 02-03)
     ens_strategy="partial",  # lesson 04's members: freeze | partial | full (ft_groups, ft_epochs, ft_lr)
     naive_photos=None,       # photos for lesson 02's slow-way timing, evenly over the breeds (None: all)
@@ -86,9 +87,12 @@ PROFILES = {
         arch="tf_efficientnet_lite2", archs=_LITES, feature_views=1, naive_epochs=1, naive_photos=200,
         ft_epochs=2, ft_groups=2, ft_strategies=["freeze", "partial", "full"], finder_steps=60,
         ensemble_archs=_LITES[1:], amp=False,
+        # lesson 03's main run: the whole of Lite0 on photos at their own 160 px, crops and flips, 2 epochs
+        ft_arch="tf_efficientnet_lite0", ft_img_size=160, ft_cached=False, ft_strategy="full", ft_lr=3e-3,
+        ft_lr_ratio=3, ft_batch_size=32,
         cmp_size=64, cmp_per_class=60, cmp_val_per_class=60, cmp_steps=54, pays_per_class=[10, 30, 60, 1000],
         engine="onnx",
-        targets=dict(feature_extractor=0.95, finetune=0.96, ensemble=0.97)),
+        targets=dict(feature_extractor=0.95, ensemble=0.97)),
     "gpu": _COMMON | dict(
         train_per_class=None, val_per_class=None, img_size=None, batch_size=64, workers=8, lenet_epochs=30,
         arch="resnet50.a1_in1k", archs=_RESNETS, feature_views=4, naive_epochs=3, ft_epochs=20,
@@ -204,7 +208,7 @@ def _expected(name: str):  # a setting of PROFILES
         return "a non-empty list of whole numbers >= 0", seeds
     if name == "ft_arch":
         return "None or a timm model name", lambda v: v is None or (isinstance(v, str) and v != "")
-    if name in ("ft_train_size", "ft_img_size"):
+    if name in ("ft_train_size", "ft_img_size", "ft_batch_size"):
         return "None or a whole number > 0", lambda v: v is None or (type(v) is int and v > 0)
     if name == "pays_per_class":
         counts = lambda v: isinstance(v, list) and len(v) > 0 and all(type(n) is int and n > 0 for n in v)

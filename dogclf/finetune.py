@@ -267,7 +267,7 @@ class FinetuneConfig:
                                             img_size=s.ft_img_size or s.img_size)
         return cls(**dict(frozen=frozen, strategy=s.ft_strategy, lr=s.ft_lr, lr_ratio=s.ft_lr_ratio,
                           epochs=s.ft_epochs, groups=s.ft_groups, bn=s.bn, optimizer=s.ft_optimizer,
-                          label_smoothing=s.label_smoothing, batch_size=s.batch_size,
+                          label_smoothing=s.label_smoothing, batch_size=s.ft_batch_size or s.batch_size,
                           accum_steps=s.accum_steps, amp=s.amp, seed=s.seed, train_size=s.ft_train_size)
                    | changes)
 
