@@ -239,10 +239,19 @@ def _set_rng_state(state: dict, dl):
         dl.generator.set_state(state["loader"])
 
 # %% ../nbs/01_lenet.ipynb #5beb5c20
+def _unwrapped(model: nn.Module) -> nn.Module:
+    "The network inside DistributedDataParallel (its weights' names have no `module.` prefix), else `model`."
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+def _writes_files() -> bool:
+    "Whether this process writes checkpoints: the only process, or rank 0 of a torch.distributed group."
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return not distributed or torch.distributed.get_rank() == 0
+
 def _save(checkpoint: Path, model: nn.Module, opt, sched, history: list, train_dl,
           config: dict | None = None):
     "Write everything needed to continue after this epoch to `checkpoint`, atomically, with the run's config."
-    save_checkpoint(checkpoint, model=model.state_dict(), opt=opt.state_dict(), history=history,
+    save_checkpoint(checkpoint, model=_unwrapped(model).state_dict(), opt=opt.state_dict(), history=history,
                     sched=sched.state_dict() if sched is not None else None, rng=_rng_state(train_dl),
                     config=config)
 
@@ -254,7 +263,7 @@ def _resume(checkpoint: Path | None, model: nn.Module, opt, sched, train_dl, con
     state = load_checkpoint(checkpoint)   # on the CPU: load_state_dict copies onto the model's device
     if config is not None:
         check_config(state.get("config"), config, checkpoint)
-    model.load_state_dict(state["model"])
+    _unwrapped(model).load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     if sched is not None:
         sched.load_state_dict(state["sched"])
@@ -275,6 +284,12 @@ def _print_record(record: dict, log=None):   # log: None prints; a path appends 
         with open(log, "a") as f:
             f.write(" ".join(fields) + "\n")
 
+def _set_epoch(dl, epoch: int):
+    "Tell a loader's DistributedSampler which epoch starts, so that it deals a new shuffle; others have none."
+    sampler = getattr(dl, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+
 def fit(model: nn.Module,                # trained in place
         train_dl,                         # training loader
         val_dl,                           # validation loader, evaluated after every epoch
@@ -292,6 +307,7 @@ def fit(model: nn.Module,                # trained in place
         freeze_bn: bool = False,          # keep every BatchNorm layer in eval mode (see train_mode)
         batch_hook=None,                  # (images, targets) -> (images, targets) before each step (MixUp)
         on_epoch_end=None,                # called with each epoch's record
+        evaluate_fn=None,                 # (model, val_dl, device) -> metrics; None: evaluate
         log=None) -> list:                # epoch records: printed (None), added to this file, or not (False)
     "Train `model` for `epochs` epochs; returns the per-epoch history. A NaN loss raises TrainingDiverged."
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -307,15 +323,16 @@ def fit(model: nn.Module,                # trained in place
         Path(log).unlink(missing_ok=True)
     for epoch in range(len(history) + 1, epochs + 1):
         start = time.time()
+        _set_epoch(train_dl, epoch)   # DistributedDataParallel: every process shuffles the same way
         train_loss, train_acc, seen = _train_epoch(model, train_dl, opt, sched, loss_fn, scaler, dtype, epoch,
                                                    grad_clip, accum_steps, freeze_bn, batch_hook)
         record = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc,
-                      **evaluate(model, val_dl, device),
+                      **(evaluate_fn or evaluate)(model, val_dl, device),
                       lr=opt.param_groups[-1]["lr"], wall_s=time.time() - start)
         record["images_per_s"] = seen / record["wall_s"]
         history.append(record)
         _print_record(record, log)
-        if checkpoint:
+        if checkpoint and _writes_files():   # under torchrun, rank 0 alone
             _save(checkpoint, model, opt, sched, history, train_dl, saved)
         if on_epoch_end:
             on_epoch_end(record)
