@@ -79,7 +79,8 @@ def test_tests_never_write_into_runs(monkeypatch, tmp_path):
     assert cfg.out.parent.name == "dogclf-test-runs" and cfg.out.is_dir()
     assert not (tmp_path / "runs").exists()
 
-LAYERS = ["core", "noise", "data", "train", "models", "finetune", "ensemble", "analysis", "run", "__main__"]
+LAYERS = ["core", "noise", "data", "train", "models", "finetune", "ensemble", "analysis", "distributed", "run",
+          "__main__"]
 
 def _dogclf_imports(path):
     "The dogclf modules that the module at `path` imports, anywhere in it."
@@ -93,7 +94,7 @@ def _dogclf_imports(path):
     return found
 
 def test_library_layering():
-    "core <- noise <- data <- train <- models <- finetune <- ensemble <- analysis <- run: nothing imports upward, nothing imports run."
+    "core <- noise <- data <- train <- models <- finetune <- ensemble <- analysis <- distributed <- run: nothing imports upward, nothing imports run."
     for path in sorted((ROOT / "dogclf").glob("*.py")):
         name, imported = path.stem, _dogclf_imports(path)
         if name in ("__init__", "_modidx"):
