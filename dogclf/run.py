@@ -24,7 +24,8 @@ from .core import read_results
 
 # %% auto #0
 __all__ = ['lesson_notebooks', 'fingerprint', 'photos_key', 'lesson_parameters', 'RunError', 'LessonFailed', 'run_lesson',
-           'run_pipeline', 'publish_run', 'lesson_times_markdown', 'repo_links', 'sync_repo_url', 'main']
+           'run_pipeline', 'publish_run', 'lesson_times_markdown', 'repo_links', 'sync_repo_url', 'train_recipe',
+           'main']
 
 # %% ../nbs/run.ipynb #757985e6
 def lesson_notebooks(nbs: Path) -> list[Path]:  # nbs/, or a run folder
@@ -375,16 +376,58 @@ def _literal(s: str):
     except (ValueError, SyntaxError):
         return s
 
+def train_recipe(recipe: str,                    # finetune: lesson 03's main run
+                 profile: str = "auto",          # smoke | laptop | cpu | gpu | auto
+                 data: str = "",                 # folder of photos; "" = $DOGCLF_DATA, else the download
+                 out: str = "",                  # run folder; "" = runs/<profile>-train
+                 overrides: dict | None = None):  # profile values to change
+    "`dogclf train RECIPE`: the settings and photos checked as `dogclf run` checks them, then the recipe."
+    if recipe != "finetune":
+        raise RunError(f"Unknown recipe {recipe!r}: dogclf train knows finetune")
+    root, profile, overrides = project_root(), pick_profile(profile), overrides or {}
+    check_overrides(profile, overrides)
+    _data_folder(data)
+    out = Path(out or root / "runs" / f"{profile}-train").resolve()
+    if os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0 alone tries a file in the run folder
+        _run_folder(out)
+    from dogclf.distributed import train_finetune
+    os.environ.setdefault("DOGCLF_RUN", "{}")   # progress bars as under `dogclf run`: a line for a long pass
+    data = str(Path(data).resolve()) if data else ""
+    return train_finetune(profile=profile, data=data, out=out, overrides=overrides)
+
+_TRAIN_HELP = """Run one recipe of the library without papermill, as the lesson that teaches it runs it.
+
+finetune: lesson 03's main run (the first seed of ft_seeds): the profile's settings and -p checks, the same
+split and photo checks, lesson 02's frozen stage, and lesson 03's learning rate: the LR finder on the same
+batches, then min(ft_lr, its suggestion). The cache keys are the lesson's, so the command and the lesson
+resume each other's checkpoints in one run folder. It writes stages.finetune into OUT/results.json, with
+world_size and n_val (the validation photos scored).
+
+On several processes: torchrun --standalone --nproc_per_node N -m dogclf train finetune ...
+(several machines: torchrun --nnodes M --nproc_per_node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT ...)
+Each process trains a copy with DistributedDataParallel (NCCL on CUDA, gloo on the CPU). The global batch
+stays ft_batch_size: each process takes ft_batch_size / N photos a step, so the learning rate and its
+schedule are the recipe's, and a checkpoint resumes on any number of processes. For a larger global batch,
+raise ft_batch_size and scale ft_lr with it yourself (the linear rule, Goyal et al. 2017)."""
+
 def _parser() -> argparse.ArgumentParser:
-    "The `dogclf` command line: `run` and `publish`."
+    "The `dogclf` command line: `run`, `train` and `publish`."
     ap = argparse.ArgumentParser(prog="dogclf", description="Run the dogclf lessons with papermill.")
-    sub = ap.add_subparsers(dest="cmd", metavar="{run,publish}")
+    sub = ap.add_subparsers(dest="cmd", metavar="{run,train,publish}")
     r = sub.add_parser("run", help="execute the numbered lesson notebooks in order")
     r.add_argument("--profile", default="auto", help="smoke | laptop | cpu | gpu | auto")
     r.add_argument("--data", default="", help="folder of photos (default: $DOGCLF_DATA, else data/)")
     r.add_argument("--out", default="", help="run folder (default: runs/<profile>)")
     r.add_argument("--only", nargs="*", help="run only the lessons whose names start with these, e.g. 00 01")
     r.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="change a profile value")
+    t = sub.add_parser("train", help="run one library recipe without papermill (under torchrun: with DDP)",
+                       description=_TRAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("recipe", choices=["finetune"], help="finetune: lesson 03's main run")
+    t.add_argument("--profile", default="auto", help="smoke | laptop | cpu | gpu | auto")
+    t.add_argument("--data", default="", help="folder of photos (default: $DOGCLF_DATA, else data/)")
+    t.add_argument("--out", default="", help="run folder (default: runs/<profile>-train)")
+    t.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="change a profile value")
     pb = sub.add_parser("publish", help="copy a finished run into results/<profile>/")
     pb.add_argument("--out", default="runs/cpu", help="run folder (default: runs/cpu)")
@@ -408,7 +451,16 @@ def main(argv: list[str] | None = None):
         if a.cmd == "publish":
             publish_run(Path(a.out), a.dest or None, a.readme, a.section, partial=a.partial)
             return
-        res = run_pipeline(a.profile, a.data, a.out, {k: _literal(v) for k, v in a.p}, a.only)
+        overrides = {k: _literal(v) for k, v in a.p}
+        if a.cmd == "train":
+            res = train_recipe(a.recipe, a.profile, a.data, a.out, overrides)
+            if os.environ.get("RANK", "0") != "0":
+                return   # rank 0 says what the run reached
+            stage = read_results(res.parent)["stages"]["finetune"]
+            print(f"finetune: {stage['val_acc']:.1%} on {stage['n_val']} validation photos, trained on "
+                  f"{stage['world_size']} process(es)")
+        else:
+            res = run_pipeline(a.profile, a.data, a.out, overrides, a.only)
     except KeyboardInterrupt:
         print("dogclf: interrupted; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
