@@ -406,9 +406,11 @@ world_size and n_val (the validation photos scored).
 On several processes: torchrun --standalone --nproc_per_node N -m dogclf train finetune ...
 (several machines: torchrun --nnodes M --nproc_per_node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT ...)
 Each process trains a copy with DistributedDataParallel (NCCL on CUDA, gloo on the CPU). The global batch
-stays ft_batch_size: each process takes ft_batch_size / N photos a step, so the learning rate and its
-schedule are the recipe's, and a checkpoint resumes on any number of processes. For a larger global batch,
-raise ft_batch_size and scale ft_lr with it yourself (the linear rule, Goyal et al. 2017)."""
+stays the profile's (ft_batch_size, or batch_size where that is None): each process takes 1/N of it, so
+the learning rate and its schedule are the recipe's, and a checkpoint resumes on any number of processes.
+For a larger global batch, raise ft_batch_size and scale ft_lr with it yourself (the linear rule, Goyal et
+al. 2017).
+Rank 0 alone writes files; if a process dies, the same command resumes from rank 0's last checkpoint."""
 
 def _parser() -> argparse.ArgumentParser:
     "The `dogclf` command line: `run`, `train` and `publish`."
