@@ -101,3 +101,18 @@ def test_the_benchmark_trains_the_lessons_frozen_head(lessons_02_to_04, tmp_path
     mine = scores(head_probs(stage.model, stage.features.valid.X), stage.features.valid.y)
     lesson = _stages(out)["feature_extractor"]
     assert abs(mine["val_loss"] - lesson["val_loss"]) < 1e-4, (mine, lesson)
+
+def test_the_command_gives_lesson_03s_numbers(lessons_02_to_04, tmp_path):
+    "Issue 30: `dogclf train finetune` in lesson 03's run folder finds its main run under the same key: same numbers."
+    from test_pipeline import _dogclf
+    photos, base = lessons_02_to_04
+    out = _copy_of(base, tmp_path)
+    lesson = _stages(out)["finetune"]
+    r = _dogclf("train", "finetune", "--profile", "smoke", "--data", photos, "--out", out)
+    assert r.returncode == 0, _said(r)
+    assert "trained already by the same recipe" in r.stderr, _said(r)   # the lesson's checkpoint, not a new run
+    command = _stages(out)["finetune"]
+    assert (command["config"], command["lr"], command["lr_suggested"]) == (lesson["config"], lesson["lr"],
+                                                                          lesson["lr_suggested"])
+    assert (command["val_acc"], command["val_loss"], command["n_val"]) == (lesson["val_acc"], lesson["val_loss"],
+                                                                           lesson["n_val"])
