@@ -80,7 +80,7 @@ PROFILES = {
         arch="tf_efficientnet_lite0", archs=_LITES, feature_views=1, naive_epochs=1, naive_photos=100,
         ft_epochs=2, ft_groups=2, ft_strategies=["freeze", "partial", "full"], finder_steps=30,
         ensemble_archs=_LITES, amp=False,
-        cmp_size=64, cmp_per_class=20, cmp_val_per_class=25, cmp_steps=24, pays_per_class=[5, 20, 50],
+        cmp_size=112, cmp_per_class=20, cmp_val_per_class=25, cmp_steps=24, pays_per_class=[5, 20, 50],
         engine="onnx"),
     "cpu": _COMMON | dict(
         train_per_class=None, val_per_class=None, img_size=None, batch_size=64, lenet_epochs=15,
@@ -90,7 +90,8 @@ PROFILES = {
         # lesson 03's main run: the whole of Lite0 on photos at their own 160 px, crops and flips, 2 epochs
         ft_arch="tf_efficientnet_lite0", ft_img_size=160, ft_cached=False, ft_strategy="full", ft_lr=3e-3,
         ft_lr_ratio=3, ft_batch_size=32,
-        cmp_size=64, cmp_per_class=60, cmp_val_per_class=60, cmp_steps=54, pays_per_class=[10, 30, 60, 1000],
+        # lesson 03's comparison: the main run's 160 px, so that the frozen start is a sane baseline
+        cmp_size=160, cmp_per_class=60, cmp_val_per_class=60, cmp_steps=54, pays_per_class=[10, 30, 60, 1000],
         engine="onnx",
         targets=dict(feature_extractor=0.95, ensemble=0.97)),
     "gpu": _COMMON | dict(

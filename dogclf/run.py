@@ -99,6 +99,23 @@ class _Console:
         "Flush the underlying stream."
         self.stream.flush()
 
+# %% ../nbs/run.ipynb #7b2e931f
+_BAR = re.compile(r"\d+%\|")   # tqdm's percentage and the bar's left edge
+
+def _without_bars(nb):  # an executed notebook, as nbformat reads it
+    "`nb` with the progress bars taken out of its stderr outputs; an output left empty goes too."
+    for cell in nb.cells:
+        kept = []
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream" and o.get("name") == "stderr":
+                lines = [line.split("\r")[-1] for line in o["text"].split("\n")]
+                o["text"] = "\n".join(line for line in lines if not _BAR.search(line))
+                if not o["text"].strip():
+                    continue
+            kept.append(o)
+        cell["outputs"] = kept
+    return nb
+
 # %% ../nbs/run.ipynb #c0de010b
 def _take_back(out: Path,      # the run folder
                before: dict,   # results.json's stages before the lesson ran
@@ -178,6 +195,8 @@ def _execute(nb: Path,          # the lesson notebook
                                 extra_arguments=["--IPKernelApp.log_level=CRITICAL"])   # no kernel chatter
     except BaseException as e:
         raise _failure(nb, e, failed, give_up()) from None
+    import nbformat
+    nbformat.write(_without_bars(nbformat.read(running, as_version=4)), running)   # the bars were the console's
     os.replace(running, out / nb.name)
 
 # %% ../nbs/run.ipynb #33da0c13

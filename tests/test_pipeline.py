@@ -227,7 +227,9 @@ def test_failed_lesson_leaves_nothing_behind(project):
     # the console: progress and problems, no noise; what cells print stays in the notebook
     assert "> 00_a.ipynb" in good.stdout and "< 01_b.ipynb" in good.stdout and "lesson a says hello" in good.stderr
     assert "validation accuracy: a 25.0%" in good.stdout and "a demonstration prints" not in good.stdout + good.stderr, _said(good)
-    assert "a demonstration prints" in (out / "00_a.ipynb").read_text()
+    executed = (out / "00_a.ipynb").read_text()
+    assert "a demonstration prints" in executed and "lesson a says hello" in executed
+    assert "%|" not in executed, "the executed lesson keeps no progress bar: they were the console's"
     bars = [line for line in good.stderr.splitlines() if "%|" in line]   # one line per bar, its last state
     assert len(bars) == 2 and bars[0].startswith("  100%|") and bars[1].startswith("  a long pass: 100%"), _said(good)
     assert "a short pass" not in good.stderr and "\r" not in good.stderr, _said(good)
