@@ -196,7 +196,7 @@ def _execute(nb: Path,          # the lesson notebook
     except BaseException as e:
         raise _failure(nb, e, failed, give_up()) from None
     import nbformat
-    nbformat.write(_without_bars(nbformat.read(running, as_version=4)), running)   # the bars were the console's
+    nbformat.write(_without_bars(nbformat.read(running, as_version=4)), running)   # the console's
     os.replace(running, out / nb.name)
 
 # %% ../nbs/run.ipynb #33da0c13
