@@ -76,14 +76,15 @@ def test_recipes_take_at_most_three_positional_arguments():
     assert not long_calls, long_calls
 
 def _main_path_cells(nb: Path) -> list:
-    "Code cells of a lesson before its 'Under the hood' part, without export cells and the parameters cell."
+    "Code cells of a lesson before its 'Under the hood' part, without export cells, the parameters cell and the answers."
     cells = []
     for c in json.loads(nb.read_text())["cells"]:
         source = "".join(c["source"])
         if c["cell_type"] == "markdown" and re.match(r"#+ Under the hood", source):
             break
         tags = c.get("metadata", {}).get("tags", [])
-        if c["cell_type"] == "code" and not source.startswith("#| ") and "parameters" not in tags:
+        answers = "<details>" in source   # the Questions' answers: prose rendered with the run's numbers
+        if c["cell_type"] == "code" and not source.startswith("#| ") and "parameters" not in tags and not answers:
             cells.append(source)
     return cells
 
