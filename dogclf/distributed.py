@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from .core import code_digest, config_dict, configure, items_digest, load_checkpoint, recipe_key, record_stage
 from .core import run_file, save_checkpoint
 from .data import load_split, resolve_data, unseen_by_imagenet
-from .finetune import (FinetuneConfig, FinetuneResult, Source, _optimizer, apply_strategy, finetune_run,
-                       finetune_source, lr_find, mixup_hook)
+from .finetune import (FinetuneConfig, FinetuneResult, Source, apply_strategy, finetune_run, finetune_source,
+                       lr_find, make_optimizer, mixup_hook)
 from .models import frozen_stage, head_probs, weights_digest
 from .train import accuracy, fit, get_device, predict_probs, scores, set_seed
 
@@ -174,7 +174,7 @@ def _train(source: Source, config: FinetuneConfig, checkpoint: Path, device) -> 
                          "cached activations; set ft_cached=False to fine-tune on the photos")
     set_seed(config.seed)   # one initialisation on every process (DDP also starts all from rank 0's weights)
     net = wrap(source.net, device=device, sync_bn=config.bn == "train")
-    opt, sched = _optimizer(model, config, math.ceil(len(source.train_dl) / config.accum_steps))
+    opt, sched = make_optimizer(model, config, math.ceil(len(source.train_dl) / config.accum_steps))
     n_classes = model.get_classifier().out_features
     hook = mixup_hook(config.mixup, n_classes, config.label_smoothing) if config.mixup else None
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.0 if hook else config.label_smoothing)

@@ -26,10 +26,10 @@ from .train import fit, get_device, one_cycle, predict_probs, set_seed, train_mo
 
 # %% auto #0
 __all__ = ['group_lrs', 'param_groups', 'apply_strategy', 'trainable_groups', 'group_table', 'gradual_stages', 'climb_rule',
-           'lr_find', 'plot_lr_find', 'Source', 'finetune_source', 'FinetuneConfig', 'mixup_hook', 'finetune',
-           'valid_probs', 'finetune_gradual', 'FinetuneResult', 'finetune_run', 'weights_of', 'weight_change',
-           'recalibrate_bn', 'photo_tensors', 'random_translation', 'TensorImages', 'batch_for', 'memory_source',
-           'fit_head', 'LowResolution', 'save_finetuned', 'finetuned_predictions', 'finetuned_model']
+           'lr_find', 'plot_lr_find', 'Source', 'finetune_source', 'FinetuneConfig', 'make_optimizer', 'mixup_hook',
+           'finetune', 'valid_probs', 'finetune_gradual', 'FinetuneResult', 'finetune_run', 'weights_of',
+           'weight_change', 'recalibrate_bn', 'photo_tensors', 'random_translation', 'TensorImages', 'batch_for',
+           'memory_source', 'fit_head', 'LowResolution', 'save_finetuned', 'finetuned_predictions', 'finetuned_model']
 
 # %% ../nbs/03_finetune.ipynb #3fd71075
 def group_lrs(n_groups: int,                     # how many layer groups
@@ -271,7 +271,9 @@ class FinetuneConfig:
                           accum_steps=s.accum_steps, amp=s.amp, seed=s.seed, train_size=s.ft_train_size)
                    | changes)
 
-def _optimizer(model, config: FinetuneConfig, steps_per_epoch: int) -> tuple:
+def make_optimizer(model,                    # the network; its trainable groups are optimised
+                   config: FinetuneConfig,   # optimizer, lr, lr_ratio, weight_decay and epochs
+                   steps_per_epoch: int) -> tuple:  # optimiser steps an epoch: batches / accum_steps
     "SGD+momentum (or AdamW) with discriminative rates over the trainable groups, and its one-cycle schedule."
     lrs = group_lrs(len(layer_groups(model)), config.lr, config.lr_ratio, trainable=trainable_groups(model))
     groups = param_groups(model, lrs, config.weight_decay)
@@ -305,7 +307,7 @@ def finetune(source: Source,                 # finetune_source(...) or memory_so
     set_seed(config.seed)
     if source.train_dl.generator is not None:
         source.train_dl.generator.manual_seed(config.seed)   # every run sees the batches in the same order
-    opt, sched = _optimizer(model, config, math.ceil(len(source.train_dl) / config.accum_steps))
+    opt, sched = make_optimizer(model, config, math.ceil(len(source.train_dl) / config.accum_steps))
     n_classes = model.get_classifier().out_features
     hook = mixup_hook(config.mixup, n_classes, config.label_smoothing) if config.mixup else None
     smoothing = 0.0 if hook else config.label_smoothing   # Mixup puts the smoothing into its targets
