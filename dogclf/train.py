@@ -4,6 +4,7 @@
 
 # %% ../nbs/01_lenet.ipynb #ac209e4c
 from __future__ import annotations
+import contextlib
 import random
 import sys
 import time
@@ -186,6 +187,10 @@ def _hard(targets: torch.Tensor) -> torch.Tensor:
     "Class indices of hard targets (N,) or of soft ones (N, K), such as MixUp makes: the largest share."
     return targets.argmax(1) if targets.ndim == 2 else targets
 
+def _no_sync(model: nn.Module, update: bool):  # update: an optimiser step follows this batch
+    "DDP's no_sync() on the batches before an optimiser step: their gradients add up; one all-reduce a step."
+    return model.no_sync() if hasattr(model, "no_sync") and not update else contextlib.nullcontext()
+
 def _train_epoch(model: nn.Module,
                  dl,
                  opt,
@@ -210,9 +215,11 @@ def _train_epoch(model: nn.Module,
             xb = xb.contiguous(memory_format=torch.channels_last)
         if batch_hook is not None:
             xb, yb = batch_hook(xb, yb)
-        logits, loss = _step(model, xb, yb, loss_fn, dtype, scaler, accum_steps)
+        update = (i + 1) % accum_steps == 0 or i + 1 == len(dl)
+        with _no_sync(model, update):
+            logits, loss = _step(model, xb, yb, loss_fn, dtype, scaler, accum_steps)
         _check_finite(loss, epoch, i + 1, opt)        # before the update: a NaN never reaches the weights
-        if (i + 1) % accum_steps == 0 or i + 1 == len(dl):
+        if update:
             _update(model, opt, sched, scaler, grad_clip)
         total_loss += loss.item() * len(yb)
         correct += (logits.argmax(1) == _hard(yb)).sum().item()

@@ -4,9 +4,11 @@
 accumulation on), and a checkpoint written on 2 processes resumes on 1 to the same weights; (b) the gathered
 validation metrics equal one process's on exactly the same photos; (c) only rank 0 writes files; (d) a rank
 killed mid-run fails the job with a clear message, and the same command resumes. Plus: `dogclf train
-finetune` on 1 and on 2 processes records world_size 1 and 2 and n_val, the number of validation photos.
+finetune` on 1 and on 2 processes records world_size 1 and 2 and n_val, the number of validation photos. And
+gradient accumulation under DDP: the batches before an optimiser step run under `no_sync`, so the gradients
+are all-reduced once a step, and the weights are those of the same global batch without accumulation.
 
-Run as a script under torchrun (`_small_run_main`), this file is also the 2-process side of (a) and (b)."""
+Run as a script under torchrun (`_small_run_main`), this file is also the 2-process side of these tests."""
 import json, os, shutil, subprocess, sys
 from pathlib import Path
 import pytest
@@ -32,8 +34,8 @@ def _said(r) -> str:
 
 # ---------------------------------------------------------------- (a), (b): fit under DDP, on a small CNN
 
-def _small_source(photos: Path, rank: int, world: int):
-    "A small CNN with BatchNorm, and a source of real photos at 32 px: 8 photos a step in all, shared by `world`."
+def _small_source(photos: Path, rank: int, world: int, batch: int = 8, n_train: int | None = None):
+    "A small CNN with BatchNorm, and a source of real photos at 32 px: `batch` photos a batch in all, shared."
     from torch.utils.data import DataLoader
     from dogclf.data import read_split
     from dogclf.distributed import shard
@@ -41,7 +43,7 @@ def _small_source(photos: Path, rank: int, world: int):
     from dogclf.train import lenet_data_config
     split = read_split(photos)
     dc = lenet_data_config(32)
-    train = TensorImages(*photo_tensors(split.train, 32), dc)               # no augmentation: the same inputs
+    train = TensorImages(*photo_tensors(split.train[:n_train], 32), dc)     # no augmentation: the same inputs
     valid = TensorImages(*photo_tensors(split.valid[:-1], 32), dc)          # an odd number: the sampler pads
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
@@ -49,7 +51,7 @@ def _small_source(photos: Path, rank: int, world: int):
     with torch.no_grad():   # statistics that are not the identity, kept frozen
         model[1].running_mean.uniform_(-0.5, 0.5)
         model[1].running_var.uniform_(0.5, 2.0)
-    source = Source(model, model, DataLoader(train, 8 // world, drop_last=True), DataLoader(valid, 4), (), None)
+    source = Source(model, model, DataLoader(train, batch // world, drop_last=True), DataLoader(valid, 4), (), None)
     return shard(source, rank=rank, world=world, seed=0)
 
 def _small_fit(source, epochs: int, checkpoint=None) -> list:
@@ -80,8 +82,33 @@ def _small_run_main(photos: Path, out: Path):
         from torch.utils.data import DataLoader
         mine["alone"] = predict_probs(source.model, DataLoader(source.val_dl.dataset, 4))
     torch.save(mine, out / f"rank{rank}.pt")   # a test's own record, one file per rank
+    _accum_run(photos, out, rank, world)
     barrier()
     teardown()
+
+def _accum_fit(source, accum_steps: int) -> tuple:
+    "One epoch of the small CNN in DDP, `accum_steps` batches a step: (its weights, the all-reduces DDP made)."
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+    from dogclf.distributed import gathered_evaluate, wrap
+    from dogclf.train import fit
+    net, reduced = wrap(source.model, device=torch.device("cpu")), []
+    def counted(state, bucket):   # DDP's own all-reduce of a bucket of gradients, counted
+        reduced.append(1)
+        return allreduce_hook(None, bucket)
+    net.register_comm_hook(None, counted)
+    opt = torch.optim.SGD(source.model.parameters(), lr=0.05, momentum=0.9)
+    fit(net, source.train_dl, source.val_dl, epochs=1, opt=opt, device="cpu", amp=False, accum_steps=accum_steps,
+        freeze_bn=True, evaluate_fn=gathered_evaluate, log=False)
+    return source.model.state_dict(), len(reduced)
+
+def _accum_run(photos: Path, out: Path, rank: int, world: int):
+    "Under torchrun: 16 photos, 2 steps of 8: batches of 4 a process, then of 2 with accum_steps=2."
+    mine = {}
+    for batch, accum_steps in ((8, 1), (4, 2)):   # photos a batch over all processes, batches a step
+        source = _small_source(photos, rank, world, batch=batch, n_train=16)
+        weights, reduced = _accum_fit(source, accum_steps)
+        mine[accum_steps] = dict(weights=weights, reduced=reduced, batches=len(source.train_dl))
+    torch.save(mine, out / f"accum_rank{rank}.pt")
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory, woof) -> Path:
@@ -107,7 +134,7 @@ def small(photos, tmp_path_factory) -> dict:
     _small_fit(resumed, 2, out / "after_epoch_1.pt")
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
     return dict(ranks=ranks, one=one.model.state_dict(), one_history=history, resumed=resumed.model.state_dict(),
-                start=_small_source(photos, 0, 1).model.state_dict(), n_val=len(one.val_dl.dataset))
+                start=_small_source(photos, 0, 1).model.state_dict(), n_val=len(one.val_dl.dataset), out=out)
 
 def _close(a: dict, b: dict) -> bool:
     return all(torch.allclose(a[k].float(), b[k].float(), **WEIGHTS_TOLERANCE) for k in a)
@@ -138,6 +165,29 @@ def test_gathered_validation_counts_every_photo_once(small):
     gathered, alone = scores(two["probs"], two["targets"]), scores(alone_probs, alone_targets)
     assert gathered["val_acc"] == alone["val_acc"] and abs(gathered["val_loss"] - alone["val_loss"]) < 1e-6
     assert abs(two["history"][-1]["val_loss"] - small["one_history"][-1]["val_loss"]) < 1e-4
+
+# ---------------------------------------------------------------- gradient accumulation under DDP: no_sync
+
+@pytest.fixture(scope="module")
+def accum(small, photos) -> dict:
+    "What the 2 processes of `small` recorded of _accum_run, and 1 process's 2 steps of 8 photos, unaccumulated."
+    from dogclf.train import fit
+    one = _small_source(photos, 0, 1, batch=8, n_train=16)
+    opt = torch.optim.SGD(one.model.parameters(), lr=0.05, momentum=0.9)
+    fit(one.model, one.train_dl, one.val_dl, epochs=1, opt=opt, device="cpu", amp=False, freeze_bn=True, log=False)
+    ranks = [torch.load(small["out"] / f"accum_rank{r}.pt", weights_only=False) for r in range(2)]
+    return dict(ranks=ranks, one=one.model.state_dict(), start=small["start"])
+
+def test_accumulation_under_ddp_all_reduces_once_a_step(accum):
+    "2 processes × 2 batches of 2 a step, no_sync on the first: one all-reduce a step; the weights of 8 a batch."
+    plain, accumulated = accum["ranks"][0][1], accum["ranks"][0][2]
+    assert (plain["batches"], accumulated["batches"]) == (2, 4), "2 steps of 8 photos: 2 batches a process, or 4"
+    assert plain["reduced"] == 2, "the small CNN's gradients fit in one bucket: one all-reduce a step"
+    assert accumulated["reduced"] == 2, "the batch before each step all-reduced its gradients: no_sync is not used"
+    assert not _close(plain["weights"], accum["start"]), "training did not move the weights"
+    assert _close(accumulated["weights"], plain["weights"]), "accumulation changed the weights of the same steps"
+    assert _close(accumulated["weights"], accum["one"]), "2 processes differ from 1 process at the same global batch"
+    assert _close(accum["ranks"][1][2]["weights"], accumulated["weights"]), "the two processes' copies drifted apart"
 
 # ---------------------------------------------------------------- the command, on 1 and 2 processes
 
