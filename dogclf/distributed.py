@@ -184,6 +184,7 @@ def _train(source: Source, config: FinetuneConfig, checkpoint: Path, device) -> 
                freeze_bn=config.bn == "frozen", batch_hook=hook, evaluate_fn=gathered_evaluate,
                log=checkpoint.with_suffix(".log") if is_main() else False)   # rank 0 logs the epochs
 
+# %% ../nbs/distributed.ipynb #0ddf5410
 def _predictions(source: Source, path: Path) -> dict:
     "Gathered validation probabilities (plain, mirrored) and targets: from `path`, or made, saved by rank 0."
     if broadcast(path.exists()):   # rank 0's answer, so that every process takes the same branch
@@ -216,7 +217,7 @@ def finetune_ddp(config: FinetuneConfig,  # the recipe; batch_size is the global
     seconds = sum(r["wall_s"] for r in history)
     return FinetuneResult(source.model, source, history, seconds, config, key, **saved)
 
-# %% ../nbs/distributed.ipynb #c193c825
+# %% ../nbs/distributed.ipynb #40d8e81f
 def lesson_rate(cfg,           # the run's settings (configure)
                 stage,         # lesson 02's frozen stage of the main run's backbone
                 split) -> dict:  # the dataset's Split
@@ -231,7 +232,7 @@ def lesson_rate(cfg,           # the run's settings (configure)
                      optimizer=cfg.ft_optimizer, freeze_bn=cfg.bn == "frozen", device=get_device())
     return finder | dict(chosen=min(cfg.ft_lr, finder["suggestion"]))
 
-# %% ../nbs/distributed.ipynb #205e8965
+# %% ../nbs/distributed.ipynb #5c544667
 def _on_cpu(stage):
     "The stage with its model on the CPU, to send to the other processes (a GPU tensor names rank 0's GPU)."
     stage.model.cpu()
@@ -267,7 +268,7 @@ def _record(cfg, result: FinetuneResult, rate: dict, stage, split, world: int):
                  val_acc_tta=accuracy(tta, result.targets), wall_s=result.seconds, frozen_val_acc=frozen_acc,
                  history=result.history)
 
-# %% ../nbs/distributed.ipynb #3679fa6f
+# %% ../nbs/distributed.ipynb #b0010a33
 def _stop_message(what: str) -> str:  # what happened to this process
     "One line: which process stopped and why, and how to go on."
     rank, world = rank_and_world()
