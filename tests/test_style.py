@@ -93,3 +93,12 @@ def test_lesson_cells_fit_on_a_screen(nb):
     "Issue 26: no lesson code cell over 30 lines on the main path (a long reading becomes a tested helper)."
     long = [(s.splitlines()[0][:60], len(s.splitlines())) for s in _main_path_cells(nb) if len(s.splitlines()) > 30]
     assert not long, f"{nb.name}: code cells over 30 lines: {long}"
+
+def test_no_module_imports_another_modules_private_names():
+    "STYLE §3: no module reaches into another's internals; what one module uses of another is public."
+    private = []
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("dogclf")):
+                private += [f"{path.name}: {a.name}" for a in node.names if a.name.startswith("_")]
+    assert not private, f"private names imported across modules: {private}"
