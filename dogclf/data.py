@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #1f4b9922
 from __future__ import annotations
-import csv, errno, hashlib, json, math, os, random, shutil, sys, tarfile, time, zlib
+import csv, errno, gc, hashlib, json, math, os, random, shutil, sys, tarfile, time, zlib
 import urllib.error, urllib.request
 from collections import Counter
 from dataclasses import dataclass
@@ -19,23 +19,18 @@ from torchvision import transforms as T
 from .core import atomic_write, file_digests, items_digest, progress
 
 # %% auto #0
-__all__ = ['WOOF_BREEDS', 'DATASETS', 'IMAGE_EXTS', 'Split', 'take_per_class', 'stratified_split', 'check_split',
-           'without_copies', 'load_split', 'unseen_by_imagenet', 'data_config', 'eval_transform', 'train_transform',
-           'ImageDataset', 'seed_worker', 'make_loader', 'decoded_photos', 'show_grid', 'baselines', 'Archive',
-           'DatasetInfo', 'DownloadError', 'download', 'safe_extract', 'check_archive', 'count_photos', 'get_dataset',
-           'resolve_data', 'load_rgb', 'check_images', 'photo_listing', 'breed_name', 'image_files', 'class_folders',
-           'folder_items', 'detect_layout', 'broken_links', 'read_split']
-
-# %% ../nbs/00_data.ipynb #ccb40898
-WOOF_BREEDS = {"n02086240": "Shih-Tzu", "n02087394": "Rhodesian ridgeback", "n02088364": "beagle",
-               "n02089973": "English foxhound", "n02093754": "Border terrier",
-               "n02096294": "Australian terrier", "n02099601": "golden retriever",
-               "n02105641": "Old English sheepdog", "n02111889": "Samoyed", "n02115641": "dingo"}
+__all__ = ['NOISY_LABELS', 'DATASETS', 'IMAGE_EXTS', 'WOOF_BREEDS', 'Split', 'take_per_class', 'stratified_split',
+           'unseen_by_imagenet', 'noisy_labels', 'data_config', 'eval_transform', 'train_transform', 'ImageDataset',
+           'seed_worker', 'make_loader', 'denormalize', 'baselines', 'show_grid', 'ForkSafeLoader', 'init_worker',
+           'check_split', 'without_copies', 'load_split', 'decoded_photos', 'Archive', 'DatasetInfo', 'DownloadError',
+           'download', 'safe_extract', 'check_archive', 'count_photos', 'get_dataset', 'resolve_data', 'load_rgb',
+           'check_images', 'photo_listing', 'breed_name', 'image_files', 'class_folders', 'folder_items',
+           'detect_layout', 'broken_links', 'read_split']
 
 # %% ../nbs/00_data.ipynb #84a7312c
 @dataclass
 class Split:
-    "Training and validation items, `(path, class index)`, with class ids and breed names."
+    "Training and report (`valid`) items, `(path, class index)`, with class ids and breed names."
     train: list
     valid: list
     classes: list   # folder names / ImageNet synset ids, in class-index order
@@ -61,9 +56,9 @@ def take_per_class(items: list,    # (path, label) pairs
 
 # %% ../nbs/00_data.ipynb #6483f807
 def stratified_split(items: list,             # (path, label) pairs
-                     valid_pct: float = 0.2,  # share of each class for validation
+                     valid_pct: float = 0.2,  # share of each class held out
                      seed: int = 42):         # random seed of the split
-    "Train and valid items: a class with two photos or more gives about `valid_pct` (at least one) to valid."
+    "Kept and held-out items: a class of two photos or more holds out about `valid_pct` of them (at least 1)."
     counts = Counter(y for _, y in items)
     many = [it for it in items if counts[it[1]] * valid_pct >= 1]
     few = [it for it in items if counts[it[1]] * valid_pct < 1]
@@ -77,6 +72,163 @@ def stratified_split(items: list,             # (path, label) pairs
         train += many_train
         valid += many_valid
     return sorted(train), sorted(valid)
+
+# %% ../nbs/00_data.ipynb #18dcd6ad
+def unseen_by_imagenet(items: list) -> np.ndarray:  # (path, label) pairs
+    "Boolean mask of the items that were in ImageNet's validation set (never in its training set)."
+    return np.array([Path(p).name.startswith("ILSVRC2012_val_") for p, _ in items], dtype=bool)
+
+# %% ../nbs/00_data.ipynb #ae081261
+NOISY_LABELS = "noisy_imagewoof.csv"   # ImageWoof's table of noisy labels, in its folder
+
+def noisy_labels(root: Path,     # the dataset folder, as resolve_data returns
+                 items: list,    # (path, label) pairs of photos under `root`
+                 classes: list):  # class ids (ImageNet synsets) in class-index order
+    "{percent: class index of each item} from noisy_imagewoof.csv (0: the clean labels); {} without it."
+    table = Path(root) / NOISY_LABELS
+    if not table.exists():
+        return {}
+    with open(table, newline="") as f:
+        rows = {r["path"]: r for r in csv.DictReader(f)}
+    index = {c: i for i, c in enumerate(classes)}
+    names = [Path(os.path.relpath(p, root)).as_posix() for p, _ in items]
+    missing = [n for n in names if n not in rows]
+    if missing:
+        raise ValueError(f"{len(missing)} photo(s) are not in {table}, e.g. {missing[0]}")
+    columns = [c for c in next(iter(rows.values())) if c.startswith("noisy_labels_")]
+    return {int(c.rsplit("_", 1)[1]): np.array([index[rows[n][c]] for n in names]) for c in columns}
+
+# %% ../nbs/00_data.ipynb #a91867a0
+def data_config(model_or_arch,                # a timm model, or a timm model name such as "resnet50.a1_in1k"
+                img_size: int | None = None):  # input side in pixels instead of the model's; None keeps it
+    "timm's data config (input_size, interpolation, mean, std, crop_pct, crop_mode) of a model or name."
+    if not isinstance(model_or_arch, str):
+        config = timm.data.resolve_model_data_config(model_or_arch)
+    elif timm.models.get_pretrained_cfg(model_or_arch) is not None:
+        pretrained = timm.models.get_pretrained_cfg(model_or_arch).to_dict()
+        config = timm.data.resolve_data_config(pretrained_cfg=pretrained)
+    else:
+        config = timm.data.resolve_model_data_config(timm.create_model(model_or_arch, pretrained=False))
+    if img_size:
+        config["input_size"] = (3, img_size, img_size)
+    return config
+
+# %% ../nbs/00_data.ipynb #57b6a034
+def eval_transform(data_cfg: dict):  # a data config, as data_config returns
+    "Resize the shorter side to size / crop_pct, centre crop, tensor, normalise: timm's eval transform."
+    keys = ["input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode"]
+    return timm.data.create_transform(**{k: data_cfg[k] for k in keys if k in data_cfg}, is_training=False)
+
+def train_transform(data_cfg: dict,               # a data config, as data_config returns
+                    scale: tuple = (0.35, 1.0),   # range of the share of the photo's area a crop keeps
+                    trivial_augment: bool = True):  # also TrivialAugment's one random colour or shape change
+    "Random resized crop, flip and (by default) TrivialAugment, then tensor and normalise."
+    size = data_cfg["input_size"][-1]
+    interpolation = T.InterpolationMode(data_cfg["interpolation"])
+    trivial = [T.TrivialAugmentWide(interpolation=interpolation)] if trivial_augment else []
+    return T.Compose([T.RandomResizedCrop(size, scale=scale, interpolation=interpolation),
+                      T.RandomHorizontalFlip(),
+                      *trivial,
+                      T.ToTensor(),
+                      T.Normalize(data_cfg["mean"], data_cfg["std"])])
+
+# %% ../nbs/00_data.ipynb #f1602f2d
+class ImageDataset(Dataset):
+    "`(path, label)` items (or `(PIL image, label)`, decoded already) as `(transformed image, label)`."
+    def __init__(self, items: list, tfm):
+        self.items = items
+        self.tfm = tfm
+    def __len__(self):
+        return len(self.items)
+    def __getitem__(self, i):
+        photo, label = self.items[i]
+        image = photo if isinstance(photo, Image.Image) else load_rgb(photo)
+        return self.tfm(image), label
+
+def seed_worker(worker_id: int):
+    "Seed NumPy and `random` in a DataLoader worker from torch's per-worker seed."
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+# %% ../nbs/00_data.ipynb #2dca5332
+def make_loader(items: list,             # (path, label) pairs
+                tfm,                     # transform from a PIL image to a tensor
+                batch_size: int = 64,
+                shuffle: bool = False,   # shuffle for training
+                workers: int = 2,        # loader processes, capped at the CPUs of this machine
+                seed: int = 42,          # seed of the shuffle and of the workers' augmentations
+                drop_last: bool = False) -> DataLoader:
+    "A seeded loader over `items` (a ForkSafeLoader), pinning memory when CUDA is used."
+    workers = min(workers, os.cpu_count() or 1)
+    return ForkSafeLoader(ImageDataset(items, tfm), batch_size=batch_size, shuffle=shuffle,
+                          num_workers=workers, worker_init_fn=init_worker, drop_last=drop_last,
+                          pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(seed))
+
+# %% ../nbs/00_data.ipynb #eb1beacc
+def denormalize(images: torch.Tensor,  # (C,H,W) or (N,C,H,W), as `Normalize(mean, std)` left them
+                data_cfg: dict):       # the data config whose mean and std normalised them
+    "Undo the transforms' `Normalize`: images × std + mean, per channel (pixel values in [0, 1] again)."
+    mean = torch.tensor(data_cfg["mean"]).view(-1, 1, 1)
+    std = torch.tensor(data_cfg["std"]).view(-1, 1, 1)
+    return images * std + mean
+
+# %% ../nbs/00_data.ipynb #a845a3e6
+def baselines(split: Split) -> dict:
+    "Accuracy and log loss of random guessing and of always predicting the majority training class."
+    k = len(split.classes)
+    train_y = np.array([y for _, y in split.train])
+    val_y = np.array([y for _, y in split.valid])
+    prior = np.bincount(train_y, minlength=k) / len(train_y)
+    unseen = unseen_by_imagenet(split.valid)
+    def scored(pred):
+        right = pred == val_y
+        unseen_acc = float(right[unseen].mean()) if unseen.any() else None
+        return dict(val_acc=float(right.mean()), val_acc_unseen=unseen_acc,
+                    n_val=len(val_y), n_unseen=int(unseen.sum()))
+    guesses = np.random.default_rng(0).integers(0, k, len(val_y))
+    majority = np.full_like(val_y, prior.argmax())
+    return dict(random_guess=dict(expected_acc=1 / k, val_loss=math.log(k), **scored(guesses)),
+                majority=dict(val_loss=float(-np.log(prior[val_y] + 1e-12).mean()), **scored(majority)))
+
+# %% ../nbs/00_data.ipynb #e0f3765b
+def show_grid(images: list,       # PIL images or (C,H,W) tensors
+              titles: list,       # one title per image
+              ncols: int = 5,     # images per row
+              size: float = 2.2,  # inches per image
+              data_cfg: dict | None = None):  # tensors' data config, to denormalize them; None stretches each
+    "Show images in a grid with titles; returns the figure."
+    import matplotlib.pyplot as plt
+    nrows = math.ceil(len(images) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, im, title in zip(axes.flat, images, titles):
+        if torch.is_tensor(im):
+            im = (denormalize(im, data_cfg).clamp(0, 1) if data_cfg else
+                  (im - im.min()) / (im.max() - im.min() + 1e-8)).permute(1, 2, 0).numpy()
+        ax.imshow(im)
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/00_data.ipynb #7c57572d
+class ForkSafeLoader(DataLoader):
+    "A DataLoader whose worker processes start with the garbage collector off (`init_worker` turns it on)."
+    def __iter__(self):
+        collecting = gc.isenabled()
+        gc.disable()   # workers are forked in here: none collects before init_worker froze what it inherited
+        try:
+            return super().__iter__()
+        finally:
+            if collecting:
+                gc.enable()
+
+def init_worker(worker_id: int):
+    "What every loader worker runs first: leave inherited objects to the process that made them, then seed."
+    gc.freeze()   # the collector here never cleans up (stops) a loader copied from the parent
+    gc.enable()
+    seed_worker(worker_id)
 
 # %% ../nbs/00_data.ipynb #c0de0002b
 def check_split(split: Split,    # the photos a run will use
@@ -142,78 +294,6 @@ def load_split(root: Path,                          # folder of photos, as resol
     split.train = without_copies(split.train, split.valid, cache_dir, skipped_to)
     return check_split(split, root)
 
-# %% ../nbs/00_data.ipynb #18dcd6ad
-def unseen_by_imagenet(items: list) -> np.ndarray:  # (path, label) pairs
-    "Boolean mask of the items that were in ImageNet's validation set (never in its training set)."
-    return np.array([Path(p).name.startswith("ILSVRC2012_val_") for p, _ in items], dtype=bool)
-
-# %% ../nbs/00_data.ipynb #a91867a0
-def data_config(model_or_arch,                # a timm model, or a timm model name such as "resnet50.a1_in1k"
-                img_size: int | None = None):  # input side in pixels instead of the model's; None keeps it
-    "timm's data config (input_size, interpolation, mean, std, crop_pct, crop_mode) of a model or name."
-    if not isinstance(model_or_arch, str):
-        config = timm.data.resolve_model_data_config(model_or_arch)
-    elif timm.models.get_pretrained_cfg(model_or_arch) is not None:
-        pretrained = timm.models.get_pretrained_cfg(model_or_arch).to_dict()
-        config = timm.data.resolve_data_config(pretrained_cfg=pretrained)
-    else:
-        config = timm.data.resolve_model_data_config(timm.create_model(model_or_arch, pretrained=False))
-    if img_size:
-        config["input_size"] = (3, img_size, img_size)
-    return config
-
-# %% ../nbs/00_data.ipynb #57b6a034
-def eval_transform(data_cfg: dict):  # a data config, as data_config returns
-    "Resize the shorter side to size / crop_pct, centre crop, tensor, normalise: timm's eval transform."
-    keys = ["input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode"]
-    return timm.data.create_transform(**{k: data_cfg[k] for k in keys if k in data_cfg}, is_training=False)
-
-def train_transform(data_cfg: dict,               # a data config, as data_config returns
-                    scale: tuple = (0.35, 1.0),   # range of the share of the photo's area a crop keeps
-                    trivial_augment: bool = True):  # also TrivialAugment's one random colour or shape change
-    "Random resized crop, flip and (by default) TrivialAugment, then tensor and normalise."
-    size = data_cfg["input_size"][-1]
-    interpolation = T.InterpolationMode(data_cfg["interpolation"])
-    trivial = [T.TrivialAugmentWide(interpolation=interpolation)] if trivial_augment else []
-    return T.Compose([T.RandomResizedCrop(size, scale=scale, interpolation=interpolation),
-                      T.RandomHorizontalFlip(),
-                      *trivial,
-                      T.ToTensor(),
-                      T.Normalize(data_cfg["mean"], data_cfg["std"])])
-
-# %% ../nbs/00_data.ipynb #f1602f2d
-class ImageDataset(Dataset):
-    "`(path, label)` items (or `(PIL image, label)`, decoded already) as `(transformed image, label)`."
-    def __init__(self, items: list, tfm):
-        self.items = items
-        self.tfm = tfm
-    def __len__(self):
-        return len(self.items)
-    def __getitem__(self, i):
-        photo, label = self.items[i]
-        image = photo if isinstance(photo, Image.Image) else load_rgb(photo)
-        return self.tfm(image), label
-
-def seed_worker(worker_id: int):
-    "Seed NumPy and `random` in a DataLoader worker from torch's per-worker seed."
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-# %% ../nbs/00_data.ipynb #2dca5332
-def make_loader(items: list,             # (path, label) pairs
-                tfm,                     # transform from a PIL image to a tensor
-                batch_size: int = 64,
-                shuffle: bool = False,   # shuffle for training
-                workers: int = 2,        # loader processes, capped at the CPUs of this machine
-                seed: int = 42,          # seed of the shuffle and of the workers' augmentations
-                drop_last: bool = False) -> DataLoader:
-    "A seeded DataLoader over `items`, pinning memory when CUDA is used."
-    workers = min(workers, os.cpu_count() or 1)
-    return DataLoader(ImageDataset(items, tfm), batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                      pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker, drop_last=drop_last,
-                      generator=torch.Generator().manual_seed(seed))
-
 # %% ../nbs/00_data.ipynb #d3c0de02
 def decoded_photos(items: list,  # (path, label) pairs
                    side: int):   # the shorter side of the photos kept in memory, in pixels
@@ -226,43 +306,6 @@ def decoded_photos(items: list,  # (path, label) pairs
             im = im.resize((round(im.width * scale), round(im.height * scale)), Image.BILINEAR)
         photos.append((im, label))
     return photos
-
-# %% ../nbs/00_data.ipynb #e0f3765b
-def show_grid(images: list,       # PIL images or (C,H,W) tensors
-              titles: list,       # one title per image
-              ncols: int = 5,     # images per row
-              size: float = 2.2):  # inches per image
-    "Show images in a grid with titles; returns the figure."
-    import matplotlib.pyplot as plt
-    nrows = math.ceil(len(images) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, im, title in zip(axes.flat, images, titles):
-        if torch.is_tensor(im):
-            im = ((im - im.min()) / (im.max() - im.min() + 1e-8)).permute(1, 2, 0).numpy()
-        ax.imshow(im)
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-# %% ../nbs/00_data.ipynb #a845a3e6
-def baselines(split: Split) -> dict:
-    "Accuracy and log loss of random guessing and of always predicting the majority training class."
-    k = len(split.classes)
-    train_y = np.array([y for _, y in split.train])
-    val_y = np.array([y for _, y in split.valid])
-    prior = np.bincount(train_y, minlength=k) / len(train_y)
-    unseen = unseen_by_imagenet(split.valid)
-    def scored(pred):
-        right = pred == val_y
-        unseen_acc = float(right[unseen].mean()) if unseen.any() else None
-        return dict(val_acc=float(right.mean()), val_acc_unseen=unseen_acc,
-                    n_val=len(val_y), n_unseen=int(unseen.sum()))
-    guesses = np.random.default_rng(0).integers(0, k, len(val_y))
-    majority = np.full_like(val_y, prior.argmax())
-    return dict(random_guess=dict(expected_acc=1 / k, val_loss=math.log(k), **scored(guesses)),
-                majority=dict(val_loss=float(-np.log(prior[val_y] + 1e-12).mean()), **scored(majority)))
 
 # %% ../nbs/00_data.ipynb #29db211a
 @dataclass(frozen=True)
@@ -579,6 +622,12 @@ def photo_listing(root: Path,               # a folder of photos
         paths += [os.path.join(folder, name) for name in files if not name.startswith(".")]
     lines = [f"{os.path.relpath(p, root)}\t{d}" for p, d in zip(paths, file_digests(paths, memo))]
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+# %% ../nbs/00_data.ipynb #ccb40898
+WOOF_BREEDS = {"n02086240": "Shih-Tzu", "n02087394": "Rhodesian ridgeback", "n02088364": "beagle",
+               "n02089973": "English foxhound", "n02093754": "Border terrier",
+               "n02096294": "Australian terrier", "n02099601": "golden retriever",
+               "n02105641": "Old English sheepdog", "n02111889": "Samoyed", "n02115641": "dingo"}
 
 # %% ../nbs/00_data.ipynb #1a5390ea
 def breed_name(class_id: str) -> str:
