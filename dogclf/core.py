@@ -36,7 +36,7 @@ _COMMON = dict(
     workers=2,               # DataLoader worker processes (capped at the CPUs available)
     lenet_size=48,           # LeNet input side in pixels
     lenet_lr=3e-3,           # AdamW learning rate for LeNet
-    head_lr=0.1,             # SGD rate of the linear head (a tenth of it when it starts from ImageNet's rows)
+    head_lr=0.1,             # SGD rate of the linear head when head_lrs is empty
     head_epochs=25,          # the reference recipe trains the head for 25 epochs
     label_smoothing=0.0,     # cross-entropy label smoothing for fine-tuning (0: the frozen head's loss)
     cmp_arch="tf_efficientnet_lite0",  # backbone of lesson 03's strategy comparison on photos in memory
@@ -60,8 +60,9 @@ _COMMON = dict(
     ens_strategy="partial",  # lesson 04's members: freeze | partial | full (ft_groups, ft_epochs, ft_lr)
     naive_photos=None,       # photos for lesson 02's slow-way timing, evenly over the breeds (None: all)
     engine="torch",          # what runs the frozen passes: torch, or onnx (ONNX Runtime, faster on a CPU)
-    head_init="imagenet",    # the head starts from ImageNet's rows for our breeds (if it has them), or random
+    head_init="random",      # random: a fresh head; imagenet: ImageNet's rows for our breeds (if it has them)
     targets={},              # validation accuracy a stage should reach, checked in README's table
+    head_lrs=[0.01, 0.03, 0.1, 0.3],  # lesson 02: head rates tried on the choice split; the best one trains
 )
 
 # %% ../nbs/core.ipynb #bfcf7078
@@ -211,6 +212,9 @@ def _expected(name: str):  # a setting of PROFILES
         return "None or a timm model name", lambda v: v is None or (isinstance(v, str) and v != "")
     if name in ("ft_train_size", "ft_img_size", "ft_batch_size"):
         return "None or a whole number > 0", lambda v: v is None or (type(v) is int and v > 0)
+    if name == "head_lrs":
+        rates = lambda v: isinstance(v, list) and all(_is_number(r) and r > 0 for r in v)
+        return "a list of numbers > 0 (empty: the head trains at head_lr)", rates
     if name == "pays_per_class":
         counts = lambda v: isinstance(v, list) and len(v) > 0 and all(type(n) is int and n > 0 for n in v)
         return "a non-empty list of whole numbers > 0", counts

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib
+import json
 import socket
 import tempfile
 import time
@@ -19,17 +20,20 @@ import torch
 import torch.nn as nn
 from timm.models import group_parameters
 from torch.utils.data import DataLoader, TensorDataset
-from .core import code_digest, config_dict, items_digest, load_checkpoint, run_file, save_checkpoint
-from .data import data_config, eval_transform, make_loader, train_transform
-from .train import cosine_warmup, fit, get_device, map_batches, set_seed
+from .core import (atomic_write, code_digest, config_dict, items_digest, load_checkpoint, run_file,
+                         save_checkpoint)
+from .data import data_config, eval_transform, load_split, make_loader, stratified_split, train_transform
+from .train import (TrainingDiverged, cosine_warmup, fit, get_device, map_batches, predict_probs,
+                          set_seed)
 
 # %% auto #0
 __all__ = ['OFFLINE_WEIGHTS', 'create_backbone', 'imagenet_indices', 'freeze_backbone', 'unfreeze', 'count_params',
-           'extract_features', 'Features', 'feature_sequence', 'forward_trunk', 'Tail', 'layer_groups', 'tail_start',
-           'trunk_activations', 'run_tail', 'cached_pass', 'PassFunction', 'onnx_session', 'onnx_pass', 'FrozenConfig',
-           'FrozenFeatures', 'frozen_features', 'train_linear_head', 'imagenet_rows', 'FrozenStage', 'frozen_head',
-           'frozen_stage', 'head_probs', 'WeightsUnavailable', 'offline_weights_file', 'map_state_dict_by_position',
-           'load_weights_file', 'hub_reachable', 'hub_cached_file', 'find_weights', 'weights_digest']
+           'extract_features', 'train_linear_head', 'FrozenConfig', 'choice_rows', 'choose_head_lr', 'FrozenStage',
+           'frozen_head', 'frozen_stage', 'head_probs', 'imagenet_rows', 'folder_stage', 'predict_photos',
+           'WeightsUnavailable', 'offline_weights_file', 'map_state_dict_by_position', 'load_weights_file',
+           'hub_reachable', 'hub_cached_file', 'find_weights', 'Features', 'cached_pass', 'feature_sequence',
+           'forward_trunk', 'Tail', 'layer_groups', 'tail_start', 'trunk_activations', 'run_tail', 'weights_digest',
+           'PassFunction', 'onnx_session', 'onnx_pass', 'FrozenFeatures', 'frozen_features']
 
 # %% ../nbs/02_feature_extractor.ipynb #60589770
 def create_backbone(arch: str,                          # tagged timm name, e.g. "resnet50.a1_in1k"
@@ -93,236 +97,6 @@ def extract_features(model: nn.Module,     # a timm model
         return model.forward_head(model.forward_features(xb), pre_logits=True).float()
     return map_batches(pooled, model, dl, hflip, "features")
 
-# %% ../nbs/02_feature_extractor.ipynb #2eba8fd4
-@dataclass
-class Features:
-    "The output of one pass of a frozen backbone over a list of photos."
-    X: torch.Tensor   # pooled features (N, F), or trunk activations (N, C, H, W) in float16
-    y: torch.Tensor   # class indices (N,)
-    seconds: float    # how long the pass took when it ran
-    key: str          # the cache file's stem: what produced it
-
-# %% ../nbs/02_feature_extractor.ipynb #23073cc1
-def feature_sequence(model: nn.Module) -> list:
-    "(name, module) pairs that `model.forward_features` runs in order (timm's EfficientNets and ResNets)."
-    if all(hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
-        blocks = [(f"blocks.{i}", b) for i, b in enumerate(model.blocks)]
-        return [("conv_stem", model.conv_stem), ("bn1", model.bn1), *blocks,
-                ("conv_head", model.conv_head), ("bn2", model.bn2)]
-    if all(hasattr(model, a) for a in ("conv1", "maxpool", "layer4")):
-        names = ("conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3", "layer4")
-        return [(n, getattr(model, n)) for n in names]
-    raise NotImplementedError(f"Cutting {type(model).__name__} into trunk and tail is implemented for "
-                              f"timm's EfficientNets and ResNets; set ft_cached=False to fine-tune on images")
-
-def forward_trunk(model: nn.Module,  # a timm model
-                  x: torch.Tensor,   # normalised images
-                  start: int):       # how many modules of feature_sequence(model) to run
-    "Run the first `start` modules of feature_sequence(model)."
-    for _, module in feature_sequence(model)[:start]:
-        x = module(x)
-    return x
-
-# %% ../nbs/02_feature_extractor.ipynb #efdbc8e0
-class Tail(nn.Module):
-    "The rest of `model` from feature_sequence(model)[start] to the logits; start 0 is the whole network."
-    def __init__(self, model: nn.Module, start: int):
-        super().__init__()
-        self.model = model
-        self.start = start
-        self.layers = [m for _, m in feature_sequence(model)[start:]]   # a plain list: kept under `model`
-
-    def forward(self, h: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        h = h.float().contiguous(memory_format=torch.channels_last)   # cached as float16; the fast layout
-        for m in self.layers:
-            h = m(h)
-        return self.model.forward_head(h, pre_logits=pre_logits)
-
-# %% ../nbs/02_feature_extractor.ipynb #f28cc32a
-def layer_groups(model: nn.Module) -> list:
-    "Lists of parameter names per layer group, from input to output, by timm's coarse group_matcher."
-    groups = group_parameters(model, model.group_matcher(coarse=True))
-    return [names for _, names in sorted(groups.items())]
-
-def tail_start(model: nn.Module,  # a timm model
-               n_groups: int):    # layer groups at the end (head included) that will train
-    "Index in feature_sequence(model) where the last `n_groups` layer groups begin."
-    first = layer_groups(model)[-n_groups][0]
-    seq = feature_sequence(model)
-    return next((i for i, (n, _) in enumerate(seq) if first.startswith(n + ".")), len(seq))
-
-# %% ../nbs/02_feature_extractor.ipynb #e0c1a004
-def trunk_activations(model: nn.Module,     # a timm model
-                      start: int,           # where to cut: an index of feature_sequence(model)
-                      dl,                   # a loader of (images, targets)
-                      hflip: bool = False):  # mirror every image first
-    "Activations entering feature_sequence(model)[start] (float16) and targets over `dl`, on the CPU."
-    def trunk(xb):
-        return forward_trunk(model, xb, start).half()
-    return map_batches(trunk, model, dl, hflip, "trunk activations")
-
-@torch.no_grad()
-def run_tail(model: nn.Module,          # a timm model
-             start: int,                # where the activations were cut
-             X: torch.Tensor,           # cached activations
-             pre_logits: bool = False,  # return pooled features instead of logits
-             batch_size: int = 64):
-    "Logits (or pooled features) of cached activations `X` through the tail, in eval mode, on the CPU."
-    tail = Tail(model, start).eval()
-    device = next(model.parameters()).device
-    batches = [X[i:i + batch_size].to(device) for i in range(0, len(X), batch_size)]
-    return torch.cat([tail(h, pre_logits).float().cpu() for h in batches])
-
-# %% ../nbs/02_feature_extractor.ipynb #e0c1a007
-def cached_pass(model: nn.Module,       # a frozen timm model
-                items: list,            # (path, label) pairs
-                tfm,                    # the transform applied to every photo
-                *,
-                folder: Path,           # the run folder (the cache lives in its checkpoints/)
-                name: str,              # what the pass is, e.g. "train" or "valid"
-                start: int | None = None,  # None: pooled features; else activations entering that module
-                hflip: bool = False,    # mirror every photo (test-time augmentation)
-                batch_size: int = 64,
-                workers: int = 2,
-                seed: int = 0,          # the seed of the transform's random choices
-                engine: str = "torch"):  # torch, or onnx: the same pass run by ONNX Runtime (faster on a CPU)
-    "Features (or trunk activations) of `items` under `tfm`: from the run's cache, or computed now."
-    key = [weights_digest(model, start), repr(tfm), items_digest(items, Path(folder) / ".cache"), seed, start,
-           hflip, code_digest("data", "train", "models")]
-    path = run_file(folder, f"features_{name}", key)
-    if path.exists():
-        return Features(**load_checkpoint(path))
-    set_seed(seed)
-    t0 = time.time()
-    dl = make_loader(items, tfm, batch_size, workers=workers, seed=seed)
-    if engine == "onnx":
-        X, y = onnx_pass(model, start, dl, hflip)
-    elif start is None:
-        X, y = extract_features(model, dl, hflip)
-    else:
-        X, y = trunk_activations(model, start, dl, hflip)
-    features = Features(X=X, y=y, seconds=time.time() - t0, key=path.stem)
-    save_checkpoint(path, **vars(features))
-    return features
-
-# %% ../nbs/02_feature_extractor.ipynb #e0c1a0a2
-class PassFunction(nn.Module):
-    "What a frozen pass computes from a batch: pooled features, or the activations entering module `start`."
-    def __init__(self, model: nn.Module, start: int | None = None):
-        super().__init__()
-        self.model = model
-        self.start = start
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.start is None:
-            return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-        return forward_trunk(self.model, x, self.start)
-
-# %% ../nbs/02_feature_extractor.ipynb #e0c1a0a5
-_SESSIONS = {}
-
-def onnx_session(model: nn.Module,    # a frozen timm model, in eval mode
-                 start: int | None,   # None: pooled features; else activations entering that module
-                 example: torch.Tensor):  # one batch of the input size
-    "An ONNX Runtime session of PassFunction(model, start), exported once per weights, cut and input size."
-    import onnxruntime as ort
-    key = (weights_digest(model, start), start, tuple(example.shape[1:]))
-    if key not in _SESSIONS:
-        fn = PassFunction(model.eval(), start).eval()
-        with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            path = Path(d) / "pass.onnx"
-            torch.onnx.export(fn, (example,), str(path), input_names=["x"], output_names=["y"],
-                              dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
-            _SESSIONS[key] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return _SESSIONS[key]
-
-def onnx_pass(model: nn.Module,      # a frozen timm model
-              start: int | None,     # None: pooled features; else activations entering that module
-              dl,                    # a loader of (images, targets)
-              hflip: bool = False):  # mirror every image first
-    "extract_features (start None) or trunk_activations, run by ONNX Runtime on the CPU."
-    session = onnx_session(model, start, dl.dataset[0][0][None])   # once per pass, from one photo's shape
-    def run(xb):
-        y = torch.from_numpy(session.run(None, {"x": xb.cpu().numpy()})[0])
-        return y.float() if start is None else y.half()
-    return map_batches(run, model, dl, hflip, "features (ONNX Runtime)", device=torch.device("cpu"))
-
-# %% ../nbs/02_feature_extractor.ipynb #c0de0201
-@dataclass(frozen=True, kw_only=True)
-class FrozenConfig:
-    "Lesson 02's recipe: a pretrained backbone, its cached passes over the photos, a linear head trained on "
-    "them."
-    arch: str                 # tagged timm name
-    img_size: int | None      # input side; None keeps the backbone's own
-    views: int                # cached views of each training photo: the plain one, then augmented ones
-    cached_tail: bool         # also cache the activations where lesson 03's trainable groups begin
-    tail_groups: int          # layer groups (head included) that lesson 03 trains
-    head_epochs: int
-    head_lr: float            # the head's SGD rate from a random start; from ImageNet's rows, a tenth of it
-    head_init: str            # imagenet: ImageNet's rows for our breeds, when it has them; random
-    batch_size: int
-    workers: int              # loader processes of the passes (they draw the augmented views' random numbers)
-    seed: int
-    engine: str               # torch or onnx (ONNX Runtime): what runs the backbone's passes
-    weight_decay: float = 5e-4   # the head's
-
-    @classmethod
-    def from_settings(cls, s, **changes):  # s: the lesson's settings (configure); changes: fields to set
-        "The config a run's settings give, with `changes` on top."
-        return cls(**dict(arch=s.arch, img_size=s.img_size, views=s.feature_views, cached_tail=s.ft_cached,
-                          tail_groups=s.ft_groups, head_epochs=s.head_epochs, head_lr=s.head_lr,
-                          head_init=s.head_init, batch_size=s.batch_size, workers=s.workers, seed=s.seed,
-                          engine=s.engine) | changes)
-
-# %% ../nbs/02_feature_extractor.ipynb #e0c1a010
-@dataclass
-class FrozenFeatures:
-    "Everything the frozen stage (and cached fine-tuning) needs from the backbone's passes."
-    train: Features          # pooled features of every training view, concatenated
-    valid: Features          # pooled features of the validation photos
-    start: int | None        # where activations were cut; None when only pooled features were made
-    train_acts: list = field(default_factory=list)  # Features of activations, one per training view
-    valid_acts: Features | None = None              # activations of the validation photos
-    engine: str = "torch"    # what ran the passes: torch, or onnx (ONNX Runtime)
-
-def _pooled(model: nn.Module, start: int, acts: Features, folder: Path) -> Features:
-    "Pooled features of cached activations through the frozen tail (cached too)."
-    path = run_file(folder, "pooled", acts.key)
-    if path.exists():
-        return Features(**load_checkpoint(path))
-    t0 = time.time()
-    X = run_tail(model, start, acts.X, pre_logits=True)
-    pooled = Features(X=X, y=acts.y, seconds=acts.seconds + time.time() - t0, key=path.stem)
-    save_checkpoint(path, **vars(pooled))
-    return pooled
-
-def _concat(parts: list) -> Features:
-    "One Features of several passes (the views of the training photos)."
-    return Features(X=torch.cat([f.X for f in parts]), y=torch.cat([f.y for f in parts]),
-                    seconds=sum(f.seconds for f in parts), key="+".join(f.key for f in parts))
-
-def frozen_features(model: nn.Module,       # a frozen timm model
-                    split,                  # the dataset's Split
-                    config: FrozenConfig,   # views, cached_tail, tail_groups, batches, seed, engine, img_size
-                    *,
-                    folder: Path):          # the run folder, where the passes are cached
-    "Every pass of the frozen backbone that the frozen stage and cached fine-tuning need."
-    data_cfg = data_config(model, config.img_size)
-    start = tail_start(model, config.tail_groups) if config.cached_tail else None
-    def one_pass(items, tfm, name, view_seed):
-        f = cached_pass(model, items, tfm, folder=folder, name=name, start=start, seed=view_seed,
-                        batch_size=config.batch_size, workers=config.workers, engine=config.engine)
-        return (f, None) if start is None else (_pooled(model, start, f, folder), f)
-    passes = [one_pass(split.train, eval_transform(data_cfg), "train", 0)]
-    augment = train_transform(data_cfg)
-    for v in range(1, config.views):
-        passes.append(one_pass(split.train, augment, f"train_aug{v}", config.seed + v))
-    valid, valid_acts = one_pass(split.valid, eval_transform(data_cfg), "valid", 0)
-    train_acts = [acts for _, acts in passes if acts is not None]
-    train = _concat([f for f, _ in passes])
-    return FrozenFeatures(train, valid, start, train_acts, valid_acts, config.engine)
-
 # %% ../nbs/02_feature_extractor.ipynb #7447a041
 def train_linear_head(train: tuple,              # (features, targets) of the training photos
                       valid: tuple,              # (features, targets) of the validation photos
@@ -353,13 +127,87 @@ def train_linear_head(train: tuple,              # (features, targets) of the tr
                   log=log)
     return head.cpu(), history
 
-# %% ../nbs/02_feature_extractor.ipynb #c0de02a2
-def imagenet_rows(imagenet_head: nn.Linear,  # the pretrained 1000-way classifier
-                  idx: list | None):         # our classes' ImageNet indices, as imagenet_indices gives them
-    "(weight, bias): the ImageNet classifier's rows for our classes; None if they are not ImageNet classes."
-    if not idx:
-        return None
-    return imagenet_head.weight[idx].detach().clone(), imagenet_head.bias[idx].detach().clone()
+# %% ../nbs/02_feature_extractor.ipynb #c0de0201
+@dataclass(frozen=True, kw_only=True)
+class FrozenConfig:
+    "Lesson 02's recipe: a pretrained backbone, its cached passes over the photos, a linear head trained on "
+    "them."
+    arch: str                 # tagged timm name
+    img_size: int | None      # input side; None keeps the backbone's own
+    views: int                # cached views of each training photo: the plain one, then augmented ones
+    cached_tail: bool         # also cache the activations where lesson 03's trainable groups begin
+    tail_groups: int          # layer groups (head included) that lesson 03 trains
+    head_epochs: int
+    head_lr: float            # the head's SGD rate when head_lrs is empty
+    head_init: str            # random: a fresh head; imagenet: ImageNet's rows for our breeds, if any
+    batch_size: int
+    workers: int              # loader processes of the passes (they draw the augmented views' random numbers)
+    seed: int
+    engine: str               # torch or onnx (ONNX Runtime): what runs the backbone's passes
+    weight_decay: float = 5e-4   # the head's
+    head_lrs: tuple = ()      # rates tried on the choice split; the best trains the head (empty: head_lr)
+    choice_pct: float = 0.2   # share of each class's training photos carved off as the choice split
+
+    @classmethod
+    def from_settings(cls, s, **changes):  # s: the lesson's settings (configure); changes: fields to set
+        "The config a run's settings give, with `changes` on top."
+        return cls(**dict(arch=s.arch, img_size=s.img_size, views=s.feature_views, cached_tail=s.ft_cached,
+                          tail_groups=s.ft_groups, head_epochs=s.head_epochs, head_lr=s.head_lr,
+                          head_init=s.head_init, batch_size=s.batch_size, workers=s.workers, seed=s.seed,
+                          engine=s.engine, head_lrs=tuple(getattr(s, "head_lrs", None) or ()),
+                          choice_pct=s.valid_pct) | changes)
+
+# %% ../nbs/02_feature_extractor.ipynb #b2000036
+def choice_rows(split,           # the dataset's Split: its training photos are carved
+                n_rows: int,     # rows of the cached training features: views × training photos
+                pct: float,      # share of each class that chooses
+                seed: int):
+    "(fit rows, choice rows) of the training features: every fit photo's views, the rest's plain view."
+    fit_items, choose_items = stratified_split(split.train, pct, seed)
+    row = {item: i for i, item in enumerate(split.train)}
+    n = len(split.train)
+    fit = sorted(v * n + row[item] for v in range(n_rows // n) for item in fit_items)
+    return torch.tensor(fit), torch.tensor(sorted(row[item] for item in choose_items))
+
+def _try_rate(config, train: tuple, choose: tuple, lr: float, **head) -> dict:
+    "One candidate rate: a head trained on the fit part, scored on the choice split (None if it diverged)."
+    try:
+        _, history = train_linear_head(train, choose, epochs=config.head_epochs, lr=lr,
+                                       batch_size=config.batch_size, weight_decay=config.weight_decay,
+                                       seed=config.seed, log=False, **head)
+    except TrainingDiverged:
+        return dict(lr=lr, choose_loss=None, choose_acc=None, curve=[], acc_curve=[])
+    return dict(lr=lr, choose_loss=history[-1]["val_loss"], choose_acc=history[-1]["val_acc"],
+                curve=[r["val_loss"] for r in history], acc_curve=[r["val_acc"] for r in history])
+
+def choose_head_lr(config: FrozenConfig,
+                   features: FrozenFeatures,   # the cached passes over the split's photos
+                   split,                      # the dataset's Split
+                   *,
+                   rows: tuple | None = None,  # imagenet_rows to start from; None: a random start
+                   drop_rate: float = 0.2,     # dropout before the linear layer
+                   folder: Path | None = None):  # the run folder, where the choice is saved; None: not saved
+    "Trains each rate in head_lrs on the fit part; picks the one with the least log loss on the choice split."
+    key = [config_dict(config), features.train.key, rows is not None, code_digest("train", "models")]
+    path = run_file(folder, "head_choice", key, ext=".json") if folder else None
+    if path and path.exists():
+        return json.loads(path.read_text())
+    fit_rows, choose_rows = choice_rows(split, len(features.train.y), config.choice_pct, config.seed)
+    if len(choose_rows) == 0:
+        raise ValueError("Too few training photos per class to carve a choice split: give at least two per "
+                         "class, or set head_lrs=[] to train the head at head_lr without a choice")
+    X, y = features.train.X, features.train.y
+    tried = [_try_rate(config, (X[fit_rows], y[fit_rows]), (X[choose_rows], y[choose_rows]), lr,
+                       drop_rate=drop_rate, n_classes=len(split.classes), init=rows, device=get_device())
+             for lr in config.head_lrs]
+    scored = [t for t in tried if t["choose_loss"] is not None]
+    if not scored:
+        raise ValueError(f"Every head rate diverged ({config.head_lrs}): try smaller ones in head_lrs")
+    best = min(scored, key=lambda t: t["choose_loss"])
+    choice = dict(lr=best["lr"], n_fit=len(fit_rows), n_choose=len(choose_rows), tried=tried)
+    if path:
+        atomic_write(path, json.dumps(choice))
+    return choice
 
 # %% ../nbs/02_feature_extractor.ipynb #4069cac3
 @dataclass
@@ -368,29 +216,32 @@ class FrozenStage:
     model: nn.Module          # the backbone with the trained head in its classifier
     data_cfg: dict            # the model's data config
     features: FrozenFeatures  # the cached passes
-    history: list             # the head's learning curve
-    head_seconds: float       # time to train the head
+    history: list             # the head's learning curve (on the report split)
+    head_seconds: float       # time to choose the rate and train the head
     imagenet_logits: torch.Tensor | None  # the untouched ImageNet head on val, restricted to our breeds
     config: FrozenConfig      # the recipe that made it
-    head_start: str = "random"   # where the head started: imagenet (its rows for our breeds) or random
+    head_start: str = "random"   # where the head started: random, or imagenet (its rows for our breeds)
+    head_lr: float | None = None  # the rate the head trained at: chosen on the choice split, or head_lr
+    choice: dict | None = None    # choose_head_lr's result (None without head_lrs)
 
 def frozen_head(config: FrozenConfig,
                 features: FrozenFeatures,   # the cached passes
                 n_classes: int,
                 *,
+                lr: float | None = None,    # the head's rate; None: config.head_lr
                 rows: tuple | None = None,  # imagenet_rows to start from; None: a random start
                 drop_rate: float = 0.2,     # dropout before the linear layer (the backbone's own)
                 log=None):                  # epoch records: printed, to this file, or not (False)
-    "A linear head trained on the cached features; from ImageNet's rows it takes a tenth of head_lr."
-    lr = config.head_lr if rows is None else config.head_lr / 10   # near a solution: smaller steps
+    "A linear head trained on all the cached training features."
     return train_linear_head((features.train.X, features.train.y), (features.valid.X, features.valid.y),
-                             epochs=config.head_epochs, lr=lr, batch_size=config.batch_size,
-                             drop_rate=drop_rate, weight_decay=config.weight_decay, seed=config.seed,
-                             n_classes=n_classes, init=rows, device=get_device(), log=log)
+                             epochs=config.head_epochs, lr=config.head_lr if lr is None else lr,
+                             batch_size=config.batch_size, drop_rate=drop_rate,
+                             weight_decay=config.weight_decay, seed=config.seed, n_classes=n_classes,
+                             init=rows, device=get_device(), log=log)
 
 def frozen_stage(config: FrozenConfig,
                  split,        # the dataset's Split
-                 out: Path):   # the run folder: the passes are cached in its checkpoints/
+                 out: Path):   # the run folder: the passes and the rate's choice are cached there
     "Backbone `config.arch` with a linear head trained on its cached features: lesson 02's recipe."
     model = create_backbone(config.arch)
     imagenet_head = copy.deepcopy(model.get_classifier())
@@ -400,20 +251,54 @@ def frozen_stage(config: FrozenConfig,
     t0 = time.time()
     idx = imagenet_indices(split.classes)
     rows = imagenet_rows(imagenet_head, idx) if config.head_init == "imagenet" else None
+    drop_rate = getattr(model, "drop_rate", 0.2)
+    choice = (choose_head_lr(config, features, split, rows=rows, drop_rate=drop_rate, folder=out)
+              if config.head_lrs else None)
+    lr = choice["lr"] if choice else config.head_lr
     log = run_file(out, "frozen_head", config_dict(config)).with_suffix(".log")   # its epochs, one line each
-    head, history = frozen_head(config, features, len(split.classes), rows=rows,
-                                drop_rate=getattr(model, "drop_rate", 0.2), log=log)
+    head, history = frozen_head(config, features, len(split.classes), lr=lr, rows=rows, drop_rate=drop_rate,
+                                log=log)
     model.get_classifier().load_state_dict(head[1].state_dict())
     with torch.no_grad():
         imagenet_logits = imagenet_head(features.valid.X)[:, idx] if idx else None
     return FrozenStage(model, data_config(model, config.img_size), features, history, time.time() - t0,
-                       imagenet_logits, config, "random" if rows is None else "imagenet")
+                       imagenet_logits, config, "random" if rows is None else "imagenet", lr, choice)
 
 # %% ../nbs/02_feature_extractor.ipynb #7b938f09
 @torch.no_grad()
 def head_probs(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
     "Class probabilities from cached features through `model`'s classifier."
     return model.get_classifier().cpu().eval()(features).softmax(1)
+
+# %% ../nbs/02_feature_extractor.ipynb #c0de02a2
+def imagenet_rows(imagenet_head: nn.Linear,  # the pretrained 1000-way classifier
+                  idx: list | None):         # our classes' ImageNet indices, as imagenet_indices gives them
+    "(weight, bias): the ImageNet classifier's rows for our classes; None if they are not ImageNet classes."
+    if not idx:
+        return None
+    return imagenet_head.weight[idx].detach().clone(), imagenet_head.bias[idx].detach().clone()
+
+# %% ../nbs/02_feature_extractor.ipynb #b2000052
+def folder_stage(folder: str | Path,   # one sub-folder of photos per class (2+ classes, 3+ photos each)
+                 settings,             # a run's settings (configure): seed, valid_pct, arch, head_lrs, ...
+                 out: Path,            # where the passes, the choice and the head's log are kept
+                 **changes):           # FrozenConfig fields to change, e.g. arch="tf_efficientnet_lite0"
+    "Lesson 02's frozen stage on a folder of your own photos: (stage, split)."
+    out = Path(out)
+    split = load_split(Path(folder).expanduser(), settings.valid_pct, settings.seed, cache_dir=out / ".cache",
+                       skipped_to=out / "skipped.json")
+    config = FrozenConfig.from_settings(settings, **(dict(cached_tail=False) | changes))
+    return frozen_stage(config, split, out), split
+
+def predict_photos(stage: FrozenStage,   # a frozen stage: its backbone carries the trained head
+                   photos: list,         # photo files
+                   classes: list,        # class names in the order of the head's outputs (split.classes)
+                   batch_size: int = 32):
+    "(photo, most likely class, its probability) for each photo, through the whole frozen network."
+    dl = make_loader([(Path(p), 0) for p in photos], eval_transform(stage.data_cfg), batch_size, workers=0)
+    probs, _ = predict_probs(stage.model, dl)
+    best = probs.max(1)
+    return [(str(p), classes[int(i)], float(q)) for p, q, i in zip(photos, best.values, best.indices)]
 
 # %% ../nbs/02_feature_extractor.ipynb #53e37dd8
 class WeightsUnavailable(RuntimeError):
@@ -510,6 +395,118 @@ def find_weights(arch: str,                      # tagged timm name
         raise WeightsUnavailable(_weights_help(arch))
     return path
 
+# %% ../nbs/02_feature_extractor.ipynb #2eba8fd4
+@dataclass
+class Features:
+    "The output of one pass of a frozen backbone over a list of photos."
+    X: torch.Tensor   # pooled features (N, F), or trunk activations (N, C, H, W) in float16
+    y: torch.Tensor   # class indices (N,)
+    seconds: float    # how long the pass took when it ran
+    key: str          # the cache file's stem: what produced it
+
+# %% ../nbs/02_feature_extractor.ipynb #e0c1a007
+def cached_pass(model: nn.Module,       # a frozen timm model
+                items: list,            # (path, label) pairs
+                tfm,                    # the transform applied to every photo
+                *,
+                folder: Path,           # the run folder (the cache lives in its checkpoints/)
+                name: str,              # what the pass is, e.g. "train" or "valid"
+                start: int | None = None,  # None: pooled features; else activations entering that module
+                hflip: bool = False,    # mirror every photo (test-time augmentation)
+                batch_size: int = 64,
+                workers: int = 2,
+                seed: int = 0,          # the seed of the transform's random choices
+                engine: str = "torch"):  # torch, or onnx: the same pass run by ONNX Runtime (faster on a CPU)
+    "Features (or trunk activations) of `items` under `tfm`: from the run's cache, or computed now."
+    key = [weights_digest(model, start), repr(tfm), items_digest(items, Path(folder) / ".cache"), seed, start,
+           hflip, code_digest("data", "train", "models")]
+    path = run_file(folder, f"features_{name}", key)
+    if path.exists():
+        return Features(**load_checkpoint(path))
+    set_seed(seed)
+    t0 = time.time()
+    dl = make_loader(items, tfm, batch_size, workers=workers, seed=seed)
+    if engine == "onnx":
+        X, y = onnx_pass(model, start, dl, hflip)
+    elif start is None:
+        X, y = extract_features(model, dl, hflip)
+    else:
+        X, y = trunk_activations(model, start, dl, hflip)
+    features = Features(X=X, y=y, seconds=time.time() - t0, key=path.stem)
+    save_checkpoint(path, **vars(features))
+    return features
+
+# %% ../nbs/02_feature_extractor.ipynb #23073cc1
+def feature_sequence(model: nn.Module) -> list:
+    "(name, module) pairs that `model.forward_features` runs in order (timm's EfficientNets and ResNets)."
+    if all(hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
+        blocks = [(f"blocks.{i}", b) for i, b in enumerate(model.blocks)]
+        return [("conv_stem", model.conv_stem), ("bn1", model.bn1), *blocks,
+                ("conv_head", model.conv_head), ("bn2", model.bn2)]
+    if all(hasattr(model, a) for a in ("conv1", "maxpool", "layer4")):
+        names = ("conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3", "layer4")
+        return [(n, getattr(model, n)) for n in names]
+    raise NotImplementedError(f"Cutting {type(model).__name__} into trunk and tail is implemented for "
+                              f"timm's EfficientNets and ResNets; set ft_cached=False to fine-tune on images")
+
+def forward_trunk(model: nn.Module,  # a timm model
+                  x: torch.Tensor,   # normalised images
+                  start: int):       # how many modules of feature_sequence(model) to run
+    "Run the first `start` modules of feature_sequence(model)."
+    for _, module in feature_sequence(model)[:start]:
+        x = module(x)
+    return x
+
+# %% ../nbs/02_feature_extractor.ipynb #efdbc8e0
+class Tail(nn.Module):
+    "The rest of `model` from feature_sequence(model)[start] to the logits; start 0 is the whole network."
+    def __init__(self, model: nn.Module, start: int):
+        super().__init__()
+        self.model = model
+        self.start = start
+        self.layers = [m for _, m in feature_sequence(model)[start:]]   # a plain list: kept under `model`
+
+    def forward(self, h: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        h = h.float().contiguous(memory_format=torch.channels_last)   # cached as float16; the fast layout
+        for m in self.layers:
+            h = m(h)
+        return self.model.forward_head(h, pre_logits=pre_logits)
+
+# %% ../nbs/02_feature_extractor.ipynb #f28cc32a
+def layer_groups(model: nn.Module) -> list:
+    "Lists of parameter names per layer group, from input to output, by timm's coarse group_matcher."
+    groups = group_parameters(model, model.group_matcher(coarse=True))
+    return [names for _, names in sorted(groups.items())]
+
+def tail_start(model: nn.Module,  # a timm model
+               n_groups: int):    # layer groups at the end (head included) that will train
+    "Index in feature_sequence(model) where the last `n_groups` layer groups begin."
+    first = layer_groups(model)[-n_groups][0]
+    seq = feature_sequence(model)
+    return next((i for i, (n, _) in enumerate(seq) if first.startswith(n + ".")), len(seq))
+
+# %% ../nbs/02_feature_extractor.ipynb #e0c1a004
+def trunk_activations(model: nn.Module,     # a timm model
+                      start: int,           # where to cut: an index of feature_sequence(model)
+                      dl,                   # a loader of (images, targets)
+                      hflip: bool = False):  # mirror every image first
+    "Activations entering feature_sequence(model)[start] (float16) and targets over `dl`, on the CPU."
+    def trunk(xb):
+        return forward_trunk(model, xb, start).half()
+    return map_batches(trunk, model, dl, hflip, "trunk activations")
+
+@torch.no_grad()
+def run_tail(model: nn.Module,          # a timm model
+             start: int,                # where the activations were cut
+             X: torch.Tensor,           # cached activations
+             pre_logits: bool = False,  # return pooled features instead of logits
+             batch_size: int = 64):
+    "Logits (or pooled features) of cached activations `X` through the tail, in eval mode, on the CPU."
+    tail = Tail(model, start).eval()
+    device = next(model.parameters()).device
+    batches = [X[i:i + batch_size].to(device) for i in range(0, len(X), batch_size)]
+    return torch.cat([tail(h, pre_logits).float().cpu() for h in batches])
+
 # %% ../nbs/02_feature_extractor.ipynb #5c1e0a44
 def weights_digest(model: nn.Module,          # a timm model
                    start: int | None = None):  # hash only the trunk before this cut; None: all but the head
@@ -523,3 +520,94 @@ def weights_digest(model: nn.Module,          # a timm model
     for p in params:
         h.update(p.detach().cpu().numpy().tobytes())
     return h.hexdigest()[:12]
+
+# %% ../nbs/02_feature_extractor.ipynb #e0c1a0a2
+class PassFunction(nn.Module):
+    "What a frozen pass computes from a batch: pooled features, or the activations entering module `start`."
+    def __init__(self, model: nn.Module, start: int | None = None):
+        super().__init__()
+        self.model = model
+        self.start = start
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.start is None:
+            return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        return forward_trunk(self.model, x, self.start)
+
+# %% ../nbs/02_feature_extractor.ipynb #e0c1a0a5
+_SESSIONS = {}
+
+def onnx_session(model: nn.Module,    # a frozen timm model, in eval mode
+                 start: int | None,   # None: pooled features; else activations entering that module
+                 example: torch.Tensor):  # one batch of the input size
+    "An ONNX Runtime session of PassFunction(model, start), exported once per weights, cut and input size."
+    import onnxruntime as ort
+    key = (weights_digest(model, start), start, tuple(example.shape[1:]))
+    if key not in _SESSIONS:
+        fn = PassFunction(model.eval(), start).eval()
+        with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            path = Path(d) / "pass.onnx"
+            torch.onnx.export(fn, (example,), str(path), input_names=["x"], output_names=["y"],
+                              dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
+            _SESSIONS[key] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return _SESSIONS[key]
+
+def onnx_pass(model: nn.Module,      # a frozen timm model
+              start: int | None,     # None: pooled features; else activations entering that module
+              dl,                    # a loader of (images, targets)
+              hflip: bool = False):  # mirror every image first
+    "extract_features (start None) or trunk_activations, run by ONNX Runtime on the CPU."
+    session = onnx_session(model, start, dl.dataset[0][0][None])   # once per pass, from one photo's shape
+    def run(xb):
+        y = torch.from_numpy(session.run(None, {"x": xb.cpu().numpy()})[0])
+        return y.float() if start is None else y.half()
+    return map_batches(run, model, dl, hflip, "features (ONNX Runtime)", device=torch.device("cpu"))
+
+# %% ../nbs/02_feature_extractor.ipynb #e0c1a010
+@dataclass
+class FrozenFeatures:
+    "Everything the frozen stage (and cached fine-tuning) needs from the backbone's passes."
+    train: Features          # pooled features of every training view, concatenated
+    valid: Features          # pooled features of the validation photos
+    start: int | None        # where activations were cut; None when only pooled features were made
+    train_acts: list = field(default_factory=list)  # Features of activations, one per training view
+    valid_acts: Features | None = None              # activations of the validation photos
+    engine: str = "torch"    # what ran the passes: torch, or onnx (ONNX Runtime)
+
+def _pooled(model: nn.Module, start: int, acts: Features, folder: Path) -> Features:
+    "Pooled features of cached activations through the frozen tail (cached too)."
+    path = run_file(folder, "pooled", acts.key)
+    if path.exists():
+        return Features(**load_checkpoint(path))
+    t0 = time.time()
+    X = run_tail(model, start, acts.X, pre_logits=True)
+    pooled = Features(X=X, y=acts.y, seconds=acts.seconds + time.time() - t0, key=path.stem)
+    save_checkpoint(path, **vars(pooled))
+    return pooled
+
+def _concat(parts: list) -> Features:
+    "One Features of several passes (the views of the training photos)."
+    return Features(X=torch.cat([f.X for f in parts]), y=torch.cat([f.y for f in parts]),
+                    seconds=sum(f.seconds for f in parts), key="+".join(f.key for f in parts))
+
+def frozen_features(model: nn.Module,       # a frozen timm model
+                    split,                  # the dataset's Split
+                    config: FrozenConfig,   # views, cached_tail, tail_groups, batches, seed, engine, img_size
+                    *,
+                    folder: Path):          # the run folder, where the passes are cached
+    "Every pass of the frozen backbone that the frozen stage and cached fine-tuning need."
+    data_cfg = data_config(model, config.img_size)
+    start = tail_start(model, config.tail_groups) if config.cached_tail else None
+    def one_pass(items, tfm, name, view_seed):
+        f = cached_pass(model, items, tfm, folder=folder, name=name, start=start, seed=view_seed,
+                        batch_size=config.batch_size, workers=config.workers, engine=config.engine)
+        return (f, None) if start is None else (_pooled(model, start, f, folder), f)
+    passes = [one_pass(split.train, eval_transform(data_cfg), "train", 0)]
+    augment = train_transform(data_cfg)
+    for v in range(1, config.views):
+        passes.append(one_pass(split.train, augment, f"train_aug{v}", config.seed + v))
+    valid, valid_acts = one_pass(split.valid, eval_transform(data_cfg), "valid", 0)
+    train_acts = [acts for _, acts in passes if acts is not None]
+    train = _concat([f for f, _ in passes])
+    return FrozenFeatures(train, valid, start, train_acts, valid_acts, config.engine)

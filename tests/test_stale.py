@@ -69,8 +69,8 @@ def _lesson_04_again(lessons_02_to_04, tmp_path, *overrides) -> tuple:
     return _members(base), _members(out), out
 
 def test_lesson_04_fine_tunes_again_behind_another_head(lessons_02_to_04, tmp_path):
-    "Lesson 04 once resumed fine-tuned weights trained behind the old head after `-p head_lr`."
-    before, after, out = _lesson_04_again(lessons_02_to_04, tmp_path, "-p", "head_lr", "0.05")
+    "Lesson 04 once resumed fine-tuned weights trained behind the old head after `-p head_lr` (now `head_lrs`)."
+    before, after, out = _lesson_04_again(lessons_02_to_04, tmp_path, "-p", "head_lrs", "[0.05]")
     assert "resumed from" not in _executed_text(out / "04_ensemble.ipynb")
     for arch in before:
         assert not torch.equal(before[arch], after[arch]), f"{arch}: lesson 04 reused fine-tuning done behind the old head"
