@@ -414,8 +414,7 @@ def held_out_calibration(fit_on: tuple,     # (probs, targets) where T is fitted
                 loss_change_two_se=2 * change.std().item() / math.sqrt(len(change)), scaled=scaled)
 
 def temperature_spread(probs: torch.Tensor, targets: torch.Tensor, draws: int = 40, seed: int = 0) -> float:
-    "Two standard errors of a fitted temperature: its spread over refits on bootstrap resamples of the "
-    "photos."
+    "Two standard errors of a fitted temperature: its spread over refits on bootstrap resamples."
     g = torch.Generator().manual_seed(seed)
     draws = [torch.randint(len(targets), (len(targets),), generator=g) for _ in range(draws)]
     return 2 * float(np.std([fit_temperature(probs[d], targets[d]) for d in draws], ddof=1))
@@ -426,23 +425,20 @@ def temperature_reading(name: str,  # the model's name
                         n: int):    # validation photos it was scored on
     "What a temperature fitted on the choice split does to model `name` on val/, judged against its noise."
     t, change, noise = c["temperature"], c["loss_change"], c["loss_change_two_se"]
-    text = (f"**Reading the results.** The {name}'s temperature, fitted on the choice split, is **T = "
-            f"{t:.2f}**. "
-            f"On the {n:,} photos of `val/` it moves the ECE from {c['ece']:.3f} to {c['ece_scaled']:.3f} "
-            f"and "
-            f"the log loss from {c['log_loss']:.4f} to {c['log_loss_scaled']:.4f}: {change:+.4f} per photo, "
-            f"against two standard errors of ±{noise:.4f}. The accuracy does not move. ")
+    text = (f"**Reading the results.** The {name}'s temperature, fitted on the choice split, is "
+            f"**T = {t:.2f}**. On the {n:,} photos of `val/` it moves the ECE from {c['ece']:.3f} to "
+            f"{c['ece_scaled']:.3f} and the log loss from {c['log_loss']:.4f} to {c['log_loss_scaled']:.4f}: "
+            f"{change:+.4f} per photo, against two standard errors of ±{noise:.4f}. "
+            "The accuracy does not move. ")
     if change < -noise:
         way = ("**underconfident**: right more often than its probabilities say, and T < 1 sharpens them"
                if t < 1 else "**overconfident**: surer than it is right, and T > 1 softens its probabilities")
         return text + f"That repair is beyond noise: the {name} is {way}."
     if change > noise:
         return text + ("Scaling made `val/` worse beyond noise: the T fitted on the twins does not carry "
-                       "over to "
-                       "the models trained on all photos.")
-    return text + ("The change is within noise: on these photos the model shows no calibration error that "
-                   "one "
-                   "temperature can repair, so read no direction into T.")
+                       "over to the models trained on all photos.")
+    return text + ("The change is within noise: on these photos the model shows no calibration error "
+                   "that one temperature can repair, so read no direction into T.")
 
 # %% ../nbs/05_analysis.ipynb #62638425
 class WithNormalization(nn.Module):
@@ -541,47 +537,38 @@ def _card_overlap(f: dict) -> list:
         return ["- These classes are not ImageNet classes: the backbone's pretraining saw other photos, "
                 "so the reported figures are not inflated by it."]
     lines = ["- The backbone was pretrained on ImageNet-1k, whose 1,000 classes include these breeds: "
-             "ImageNet's "
-             "training photos of them shaped the features before this run saw a photo."]
+             "ImageNet's training photos of them shaped the features before this run saw a photo."]
     n, m = f["n_val"], f["n_unseen"]
-    if m:
-        lines.append(f"- Of the {n:,} validation photos, {m:,} are known never to have been in ImageNet's "
-                     f"training "
-                     f"set. On them the model is right on {f['val_acc_unseen']:.1%} "
-                     f"(±{two_se(f['val_acc_unseen'], m):.1%}), against {f['val_acc']:.1%} "
-                     f"(±{two_se(f['val_acc'], n):.1%}) on all. The others may have been seen in "
-                     f"pretraining, so "
-                     "the overall figure may overstate accuracy on new photos; the first is the fairer "
-                     "estimate.")
-    else:
-        lines.append("- No validation photo is known to be absent from ImageNet's training set: some may "
-                     "have "
-                     "been seen in pretraining, so read the figures below as an upper bound for new photos.")
-    return lines
+    if not m:
+        return lines + ["- No validation photo is known to be absent from ImageNet's training set: some may "
+                        "have been seen in pretraining, so read the figures below as an upper bound for new "
+                        "photos."]
+    unseen, every = f["val_acc_unseen"], f["val_acc"]
+    return lines + [f"- Of the {n:,} validation photos, {m:,} are known never to have been in ImageNet's "
+                    f"training set. On them the model is right on {unseen:.1%} (±{two_se(unseen, m):.1%}), "
+                    f"against {every:.1%} (±{two_se(every, n):.1%}) on all. The others may have been seen in "
+                    "pretraining, so the overall figure may overstate accuracy on new photos; the first is "
+                    "the fairer estimate."]
 
 def _card_failures(f: dict) -> list:
     "The card's known failure modes, from the run's confusions, weakest breed, label noise and calibration."
-    lines = [f"- Most confused: " + "; ".join(f"{t} taken for {p} ({k} photos)" for t, p, k in f["confused"])
-             if f["confused"] else "- No two breeds were confused on the validation photos."]
-    lines.append(f"- Weakest breed: {f['weakest'][0]}, recall {f['weakest'][1]:.0%}.")
+    pairs = "; ".join(f"{t} taken for {p} ({k} photos)" for t, p, k in f["confused"])
+    lines = [f"- Most confused: {pairs}." if pairs else "- No two breeds were confused on validation photos.",
+             f"- Weakest breed: {f['weakest'][0]}, recall {f['weakest'][1]:.0%}."]
     if f.get("noise"):
-        lines.append("- Label noise: with " + ", ".join(f"{p} % of the training labels flipped {a:.1%}"
-                     for p, a in f["noise"].items()) + " for a frozen head (lesson 05); the validation "
-                                   "labels "
-                     "are ImageNet's own and may hold errors too, so some of the mistakes above may be the "
-                     "label's.")
+        levels = ", ".join(f"{p} % of the training labels flipped {a:.1%}" for p, a in f["noise"].items())
+        lines.append(f"- Label noise: with {levels} for a frozen head (lesson 05). The validation labels are "
+                     "ImageNet's own and may hold errors too: some mistakes above may be the label's.")
     lines.append(f"- Calibration: expected calibration error {f['ece']:.3f} on the validation photos, with "
-                 f"no "
-                 "temperature applied; the probabilities are a ranking more than a promise.")
+                 "no temperature applied; the probabilities are a ranking more than a promise.")
     lines.append("- Always answers one of its breeds: a photo of another breed, a mixed breed, several dogs "
-                 "or "
-                 "no dog gets a breed all the same, often with high confidence.")
+                 "or no dog gets a breed all the same, often with high confidence.")
     return lines
 
 # %% ../nbs/05_analysis.ipynb #ab3c3ec8
 def model_card(f: dict) -> str:  # the run's values: see the lesson's `facts` cell
     "MODEL_CARD.md for the exported model, rendered from the run's values."
-    breeds, n = f["breeds"], f["n_val"]
+    breeds, n, acc = f["breeds"], f["n_val"], f["val_acc"]
     named = ", ".join(breeds[:10]) + (f" and {len(breeds) - 10} more" if len(breeds) > 10 else "")
     lines = [f"# Model card: {f['arch']} for {len(breeds)} dog breeds", "",
              f"Written by dogclf's lesson 05 from the run in `{f['run']}` (profile `{f['profile']}`, "
@@ -589,26 +576,21 @@ def model_card(f: dict) -> str:  # the run's values: see the lesson's `facts` ce
              f"- {f['model']}: `{f['arch']}`, {f['params'] / 1e6:.2f} M parameters, in `model.onnx` with its "
              "preprocessing in `preprocess.json` and the class order in `labels.json`.",
              f"- Input: one RGB photo, resized and centre-cropped to {f['size']} × {f['size']} pixels, "
-             f"values in "
-             f"[0, 1] (the normalisation is inside the graph). Output: {len(breeds)} logits; softmax gives "
-             "probabilities.", "", "## Intended use",
+             f"values in [0, 1] (the normalisation is inside the graph). Output: {len(breeds)} logits; "
+             "softmax gives probabilities.", "", "## Intended use",
              f"- Telling apart {len(breeds)} breeds ({named}) in photos of one dog: a teaching model from a "
              "course on transfer learning.",
              "- Not for other breeds, mixed breeds or other animals, and not for decisions about a real "
-             "animal "
-             "or person.", "", "## Training data",
+             "animal or person.", "", "## Training data",
              f"- `{f['data']}`: {f['n_train']:,} training photos of {len(breeds)} breeds; {n:,} validation "
              "photos that no model of the run trained on or was chosen with.",
              *_card_overlap(f), "", "## Evaluation",
-             f"- Top-1 accuracy on the validation photos: **{f['val_acc']:.1%}** "
-             f"(±{two_se(f['val_acc'], n):.1%}, "
-             f"two standard errors on {n:,} photos); top-5 {f['val_top5']:.1%}; log loss "
-             f"{f['val_loss']:.3f}.",
+             f"- Top-1 accuracy on the validation photos: **{acc:.1%}** (±{two_se(acc, n):.1%}, two standard "
+             f"errors on {n:,} photos); top-5 {f['val_top5']:.1%}; log loss {f['val_loss']:.3f}.",
              f"- `model.onnx` in ONNX Runtime gives PyTorch's answer on {f['agree']:,} of {f['parity']:,} "
              f"validation photos (logits within {f['max_diff']:.1e}).", "", "## Known failure modes",
              *_card_failures(f)]
     if f["stand_in"]:
         lines += ["", "**This is a stand-in model** (lesson 03 had not run in this folder): these are not "
-                  "the "
-                  "course's figures."]
+                  "the course's figures."]
     return "\n".join(lines) + "\n"
