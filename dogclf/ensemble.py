@@ -19,7 +19,7 @@ from .train import accuracy, nll
 
 # %% auto #0
 __all__ = ['average_probs', 'greedy_selection', 'disagreement', 'oracle_accuracy', 'error_correlation', 'both_wrong', 'versus',
-           'best_of', 'positions', 'held_out_features', 'held_out_stage', 'member_probs', 'ensemble_member']
+           'best_of', 'positions', 'held_out_features', 'held_out_stage', 'ensemble_member']
 
 # %% ../nbs/04_ensemble.ipynb #207f0f61
 def average_probs(probs: list,                  # (N, K) probability tensors, one per member
@@ -125,7 +125,7 @@ def held_out_stage(stage: FrozenStage,  # lesson 02's stage of the member's back
     return twin, replace(split, train=fit, valid=choose)
 
 # %% ../nbs/04_ensemble.ipynb #c0de0401
-def member_probs(config: FinetuneConfig,  # the member's recipe
+def _member_probs(config: FinetuneConfig,  # the member's recipe
                  stage: FrozenStage,      # its frozen stage (or its twin's, from held_out_stage)
                  split: Split,            # the photos the stage was made from: it is scored on split.valid
                  *,
@@ -145,10 +145,10 @@ def ensemble_member(config: FinetuneConfig,  # the member's recipe: lesson 03's,
                     out: Path,               # the run folder (caches, checkpoints, predictions)
                     *,
                     choose: list | None = None) -> dict:  # the choice split: the twin is scored there
-    "member_probs on val/; with `choose`, also its twin's (trained without them) on them, as 'choice'."
+    "_member_probs on val/; with `choose`, also its twin's (trained without them) on them, as 'choice'."
     stage = frozen_stage(config.frozen, split, out)
-    member = member_probs(config, stage, split, out=out) | dict(lr=config.lr)
+    member = _member_probs(config, stage, split, out=out) | dict(lr=config.lr)
     if choose:
         twin, twin_split = held_out_stage(stage, split, choose)
-        member["choice"] = member_probs(config, twin, twin_split, out=out)
+        member["choice"] = _member_probs(config, twin, twin_split, out=out)
     return member

@@ -24,8 +24,8 @@ from .core import read_results
 
 # %% auto #0
 __all__ = ['NO_UNSEEN', 'lesson_notebooks', 'fingerprint', 'photos_key', 'lesson_parameters', 'RunError', 'LessonFailed',
-           'run_lesson', 'run_pipeline', 'publish_run', 'lesson_times_markdown', 'photo_counts', 'results_markdown',
-           'pays_markdown', 'update_readme', 'repo_links', 'sync_repo_url', 'train_recipe', 'main']
+           'run_lesson', 'run_pipeline', 'photo_counts', 'results_markdown', 'pays_markdown', 'update_readme',
+           'publish_run', 'lesson_times_markdown', 'repo_links', 'sync_repo_url', 'train_recipe', 'main']
 
 # %% ../nbs/run.ipynb #757985e6
 def lesson_notebooks(nbs: Path) -> list[Path]:  # nbs/, or a run folder
@@ -279,67 +279,6 @@ def run_pipeline(profile: str = "auto",      # smoke | cpu | gpu | auto
             run_lesson(nb, out, lesson_parameters(nb, settings), upstream, env)
     return out / "results.json"
 
-# %% ../nbs/run.ipynb #1eeca913
-def publish_run(out: Path,                # a run folder
-                dest: Path | None = None,  # where to copy it; default results/<profile>
-                readme: bool = False,      # also rewrite README's results and copy the figures into static/
-                section: str = "results",  # README's section, between <!-- section:start/end -->
-                partial: bool = False):    # publish a run some of whose lessons failed or did not run
-    "Copy a run's results.json (with lesson wall times), executed lessons and figures into the repository."
-    out, root = Path(out), project_root()
-    res = read_results(out)
-    if not res["stages"]:
-        raise RunError(f"No results in {out}: run `dogclf run` first")
-    failed = sorted(p.name.split(".")[0] for p in out.glob("*.failed.ipynb"))
-    done = {p.stem for p in (out / ".done").glob("*.json")}
-    missing = [nb.stem for nb in lesson_notebooks(root / "nbs") if nb.stem not in done]
-    if (failed or missing) and not partial:
-        raise RunError(f"{out} is not a finished run (failed: {', '.join(failed) or 'none'}; not finished: "
-                       f"{', '.join(missing) or 'none'}): rerun `dogclf run` until every lesson finishes, or "
-                       "publish it as it is with --partial")
-    dest = Path(dest or root / "results" / res["profile"])
-    for nb in lesson_notebooks(out):
-        atomic_write(dest / nb.name, nb.read_bytes())
-    if (out / "MODEL_CARD.md").exists():   # lesson 05's card of the exported model
-        atomic_write(dest / "MODEL_CARD.md", (out / "MODEL_CARD.md").read_bytes())
-    figures = sorted((out / "figures").glob("*.png"))
-    for fig in figures:
-        atomic_write(dest / "figures" / fig.name, fig.read_bytes())
-    walls = {p.stem: json.loads(p.read_text())["wall_s"] for p in sorted((out / ".done").glob("*.json"))}
-    atomic_write(dest / "results.json", json.dumps(res | dict(lesson_wall_s=walls), indent=2))
-    if readme:
-        _publish_readme(res, figures, root, section)
-    print(f"{dest}: {sum(p.stat().st_size for p in dest.rglob('*') if p.is_file()) / 1e6:.1f} MB")
-    return dest
-
-def _publish_readme(res: dict,      # a run's results.json
-                    figures: list,  # the run's figure files
-                    root: Path,     # the project root
-                    section: str = "results"):  # README's section; only the main one's figures go to static/
-    "Rewrite a results section of README from `res` (and copy `figures` into static/ for the main one)."
-    profile = PROFILES.get(res["profile"], {})
-    targets = profile.get("targets")   # results_markdown shows them only for ImageWoof runs
-    update_readme(root / "README.md", results_markdown(res, targets), section)
-    if "<!-- lesson-times:start -->" in (root / "README.md").read_text():
-        update_readme(root / "README.md", lesson_times_markdown(root / "results"), "lesson-times")
-    for fig in figures if section == "results" else []:
-        atomic_write(root / "static" / fig.name, fig.read_bytes())
-
-def lesson_times_markdown(results: Path):  # the folder of published runs (results/)
-    "A table of every published run's wall seconds per lesson, from results/*/results.json."
-    runs = [(p.parent.name, json.loads(p.read_text())) for p in sorted(Path(results).glob("*/results.json"))]
-    runs = [(name, res) for name, res in runs if res.get("lesson_wall_s")]
-    lessons = sorted({k for _, res in runs for k in res["lesson_wall_s"]})
-    lines = ["| run | profile | photos | device | " + " | ".join(lessons) + " | total |",
-             "| --- " * (len(lessons) + 5) + "|"]
-    for name, res in runs:
-        walls = res["lesson_wall_s"]
-        cells = [f"{walls[k]:,.0f}" if k in walls else "" for k in lessons]
-        row = [f"[{name}](results/{name}/results.json)", res["profile"], Path(res.get("data", "")).name,
-               res.get("device", ""), *cells, f"{sum(walls.values()):,.0f}"]
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
-
 # %% ../nbs/run.ipynb #09489152
 NO_UNSEEN = ("No validation photo is known to be absent from ImageNet's training set, so there is no "
              "never-in-ImageNet column: the pretrained stages may have seen some of these photos.")
@@ -466,6 +405,67 @@ def update_readme(readme: Path,            # the README.md to edit in place
         raise ValueError(f"no {name} markers in {readme}")
     i, j = text.index(start) + len(start), text.index(end)
     atomic_write(readme, text[:i] + "\n" + section.strip("\n") + "\n" + text[j:])
+
+# %% ../nbs/run.ipynb #1eeca913
+def publish_run(out: Path,                # a run folder
+                dest: Path | None = None,  # where to copy it; default results/<profile>
+                readme: bool = False,      # also rewrite README's results and copy the figures into static/
+                section: str = "results",  # README's section, between <!-- section:start/end -->
+                partial: bool = False):    # publish a run some of whose lessons failed or did not run
+    "Copy a run's results.json (with lesson wall times), executed lessons and figures into the repository."
+    out, root = Path(out), project_root()
+    res = read_results(out)
+    if not res["stages"]:
+        raise RunError(f"No results in {out}: run `dogclf run` first")
+    failed = sorted(p.name.split(".")[0] for p in out.glob("*.failed.ipynb"))
+    done = {p.stem for p in (out / ".done").glob("*.json")}
+    missing = [nb.stem for nb in lesson_notebooks(root / "nbs") if nb.stem not in done]
+    if (failed or missing) and not partial:
+        raise RunError(f"{out} is not a finished run (failed: {', '.join(failed) or 'none'}; not finished: "
+                       f"{', '.join(missing) or 'none'}): rerun `dogclf run` until every lesson finishes, or "
+                       "publish it as it is with --partial")
+    dest = Path(dest or root / "results" / res["profile"])
+    for nb in lesson_notebooks(out):
+        atomic_write(dest / nb.name, nb.read_bytes())
+    if (out / "MODEL_CARD.md").exists():   # lesson 05's card of the exported model
+        atomic_write(dest / "MODEL_CARD.md", (out / "MODEL_CARD.md").read_bytes())
+    figures = sorted((out / "figures").glob("*.png"))
+    for fig in figures:
+        atomic_write(dest / "figures" / fig.name, fig.read_bytes())
+    walls = {p.stem: json.loads(p.read_text())["wall_s"] for p in sorted((out / ".done").glob("*.json"))}
+    atomic_write(dest / "results.json", json.dumps(res | dict(lesson_wall_s=walls), indent=2))
+    if readme:
+        _publish_readme(res, figures, root, section)
+    print(f"{dest}: {sum(p.stat().st_size for p in dest.rglob('*') if p.is_file()) / 1e6:.1f} MB")
+    return dest
+
+def _publish_readme(res: dict,      # a run's results.json
+                    figures: list,  # the run's figure files
+                    root: Path,     # the project root
+                    section: str = "results"):  # README's section; only the main one's figures go to static/
+    "Rewrite a results section of README from `res` (and copy `figures` into static/ for the main one)."
+    profile = PROFILES.get(res["profile"], {})
+    targets = profile.get("targets")   # results_markdown shows them only for ImageWoof runs
+    update_readme(root / "README.md", results_markdown(res, targets), section)
+    if "<!-- lesson-times:start -->" in (root / "README.md").read_text():
+        update_readme(root / "README.md", lesson_times_markdown(root / "results"), "lesson-times")
+    for fig in figures if section == "results" else []:
+        atomic_write(root / "static" / fig.name, fig.read_bytes())
+
+def lesson_times_markdown(results: Path):  # the folder of published runs (results/)
+    "A table of every published run's wall seconds per lesson, from results/*/results.json."
+    runs = [(p.parent.name, json.loads(p.read_text())) for p in sorted(Path(results).glob("*/results.json"))]
+    runs = [(name, res) for name, res in runs if res.get("lesson_wall_s")]
+    lessons = sorted({k for _, res in runs for k in res["lesson_wall_s"]})
+    lines = ["| run | profile | photos | device | " + " | ".join(lessons) + " | total |",
+             "| --- " * (len(lessons) + 5) + "|"]
+    for name, res in runs:
+        walls = res["lesson_wall_s"]
+        cells = [f"{walls[k]:,.0f}" if k in walls else "" for k in lessons]
+        row = [f"[{name}](results/{name}/results.json)", res["profile"], Path(res.get("data", "")).name,
+               res.get("device", ""), *cells, f"{sum(walls.values()):,.0f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 # %% ../nbs/run.ipynb #c0de0115
 _LINKS = dict(badge=re.compile(r"https://colab\.research\.google\.com/github/[^\s\"'()\\]+"),
