@@ -21,7 +21,7 @@ from dogclf.models import (Tail, create_backbone, extract_features, forward_trun
                            tail_start)
 from dogclf.finetune import apply_strategy
 from dogclf.train import train_mode
-from dogclf.analysis import update_readme
+from dogclf.run import update_readme
 
 
 def seconds(fn, repeats: int = 3) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 import timm
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from dogclf.analysis import update_readme
+from dogclf.run import update_readme
 from dogclf.core import PROFILES
 from dogclf.data import data_config, make_loader, train_transform
 

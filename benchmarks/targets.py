@@ -22,7 +22,7 @@ from dogclf.core import atomic_write, configure, environment, project_root
 from dogclf.data import load_split, unseen_by_imagenet
 from dogclf.finetune import FinetuneConfig, finetune_run, finetune_source, finetuned_model, valid_probs
 from dogclf.models import FrozenConfig, frozen_stage, head_probs
-from dogclf.analysis import update_readme
+from dogclf.run import update_readme
 from dogclf.train import scores
 
 def stage_of(cfg, split, arch: str, views: int):

@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dogclf.data import ImageDataset, data_config, eval_transform, make_loader, read_split, take_per_class
 from dogclf.models import Tail, create_backbone, forward_trunk, tail_start
 from dogclf.finetune import apply_strategy
-from dogclf.analysis import update_readme
+from dogclf.run import update_readme
 from dogclf.core import atomic_write, environment, project_root
 from dogclf.train import set_seed, train_mode
 

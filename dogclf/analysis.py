@@ -6,6 +6,7 @@
 from __future__ import annotations
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -15,16 +16,18 @@ from PIL import Image
 from torchvision import transforms as T
 from .core import atomic_write
 from .data import load_rgb
+from .ensemble import held_out_features
+from .models import FrozenStage, frozen_head
 from .noise import two_se
 from .train import log_loss, nll
 
 # %% auto #0
-__all__ = ['STAGES', 'TABLE_COLUMNS', 'PRETRAINED', 'LOOK_ALIKES', 'NO_UNSEEN', 'results_table', 'label_bars', 'plot_stages',
-           'stages_reading', 'confusion_reading', 'concentration_note', 'per_breed_report', 'worst_breed_reading',
-           'most_confused', 'last_conv', 'grad_cam', 'confidence_bins', 'expected_calibration_error',
-           'apply_temperature', 'fit_temperature', 'cross_fitted_calibration', 'temperature_reading',
-           'WithNormalization', 'preprocess_spec', 'export_onnx', 'onnx_input', 'predict', 'photo_counts',
-           'results_markdown', 'pays_markdown', 'update_readme']
+__all__ = ['STAGES', 'TABLE_COLUMNS', 'PRETRAINED', 'LOOK_ALIKES', 'results_table', 'label_bars', 'plot_stages', 'stages_reading',
+           'plot_curves', 'confusion_reading', 'concentration_note', 'per_breed_report', 'worst_breed_reading',
+           'most_confused', 'photo_losses', 'noisy_labels', 'head_on_labels', 'last_conv', 'grad_cam', 'one_per_breed',
+           'confidence_bins', 'expected_calibration_error', 'apply_temperature', 'fit_temperature',
+           'held_out_calibration', 'temperature_spread', 'temperature_reading', 'WithNormalization', 'preprocess_spec',
+           'export_onnx', 'onnx_input', 'predict', 'model_card']
 
 # %% ../nbs/05_analysis.ipynb #631b13b0
 STAGES = ["random_guess", "majority", "lenet", "imagenet_head", "feature_extractor", "finetune", "ensemble"]
@@ -128,6 +131,30 @@ def stages_reading(table: pd.DataFrame) -> str:  # results_table(...)
                    "(`dogclf.noise.paired`, as lessons 03 and 04 use) would be more sensitive; results.json "
                    "keeps accuracies, not each photo's answer, so this table uses the cautious yardstick of "
                    "one accuracy.)")
+
+# %% ../nbs/05_analysis.ipynb #09a67ad0
+def plot_curves(curves: dict,     # a stage's title -> its history (a list of epoch records from fit)
+                title: str = ""):
+    "One row per stage: loss and accuracy per epoch, training photos dashed, validation photos solid."
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    fig, axes = plt.subplots(len(curves), 2, figsize=(9, 2.3 * len(curves) + 0.6), squeeze=False,
+                             layout="constrained")
+    for (ax_loss, ax_acc), (name, history) in zip(axes, curves.items()):
+        epochs = [r["epoch"] for r in history]
+        for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
+            ax.plot(epochs, [r[f"train_{key}"] for r in history], "--o", c="C0", ms=3, mfc="none",
+                    label="training photos")
+            ax.plot(epochs, [r[f"val_{key}"] for r in history], "-o", c="C1", ms=3, label="validation photos")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_loss.set(ylabel="loss", title=f"{name}: loss")
+        ax_acc.set(ylabel="accuracy", title=f"{name}: accuracy")
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
+    fig.suptitle(title)
+    return fig
 
 # %% ../nbs/05_analysis.ipynb #799323ad
 LOOK_ALIKES = {   # why two breeds are hard to tell apart, from breed descriptions: ImageWoof, Stanford Dogs
@@ -257,6 +284,38 @@ def most_confused(cm: np.ndarray,   # confusion matrix, rows true and columns pr
     cells = zip(*np.unravel_index(order, off.shape))
     return [(names[i], names[j], int(off[i, j])) for i, j in cells if off[i, j] > 0]
 
+# %% ../nbs/05_analysis.ipynb #acdd5948
+def photo_losses(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    "Each sample's log loss: minus the log of the probability of its true class."
+    return -probs[torch.arange(len(targets)), targets].clamp_min(1e-12).log()
+
+def noisy_labels(folder: Path,   # the photos' folder, where ImageWoof keeps noisy_imagewoof.csv
+                 items: list,    # (path, label) pairs of photos in that folder
+                 classes: list):  # class ids (ImageNet synsets) in label order
+    "Each item's label in every column of noisy_imagewoof.csv, by percent flipped; None without the file."
+    path, root = Path(folder) / "noisy_imagewoof.csv", Path(folder).resolve()
+    if not path.exists():
+        return None
+    table = pd.read_csv(path).set_index("path")
+    keys = [Path(p).resolve().as_posix().removeprefix(root.as_posix() + "/") for p, _ in items]
+    columns = [c for c in table.columns if c.startswith("noisy_labels_")]
+    index = {c: i for i, c in enumerate(classes)}
+    if not set(keys) <= set(table.index) or not set(table[columns].stack()) <= set(index):
+        return None   # photos or breeds the file does not know
+    return pd.DataFrame({int(c.rsplit("_", 1)[1]): [index[w] for w in table.loc[keys, c]] for c in columns})
+
+def head_on_labels(stage: FrozenStage,        # lesson 02's stage: its cached passes and its recipe
+                   labels: torch.Tensor,      # one label per training photo (a noisy column, say)
+                   rows: tuple | None = None):  # (fit, choose) positions in split.train: train on fit only
+    "Probabilities of a head trained from a random start with `labels`: on val/, or on the `choose` rows."
+    train = stage.features.train
+    features = replace(stage.features, train=replace(train, y=labels.repeat(len(train.y) // len(labels))))
+    if rows is not None:
+        features = held_out_features(features, *rows)
+    head, _ = frozen_head(stage.config, features, stage.model.get_classifier().out_features, log=False)
+    with torch.no_grad():
+        return head.eval()(features.valid.X).softmax(1)
+
 # %% ../nbs/05_analysis.ipynb #e1ea7a81
 def last_conv(model: nn.Module) -> nn.Module:
     "The last Conv2d layer of `model` (the usual Grad-CAM target)."
@@ -285,6 +344,20 @@ def grad_cam(model: nn.Module,                # a classifier returning logits
     cam = (weights * store["act"]).sum(1).relu()[0].detach()
     cam = nn.functional.interpolate(cam[None, None], size=x.shape[-2:], mode="bilinear")[0, 0].cpu()
     return (cam - cam.min()) / (cam.max() - cam.min() + 1e-8), target
+
+# %% ../nbs/05_analysis.ipynb #9b98d50a
+def one_per_breed(order: list,         # photo indices, the preferred first
+                  labels,              # each photo's breed (indexable by photo index)
+                  k: int = 3) -> list:  # how many photos
+    "The first `k` photos of `order` whose breeds all differ."
+    seen, chosen = set(), []
+    for i in order:
+        if len(chosen) == k:
+            break
+        if int(labels[i]) not in seen:
+            seen.add(int(labels[i]))
+            chosen.append(int(i))
+    return chosen
 
 # %% ../nbs/05_analysis.ipynb #83d4fdad
 def confidence_bins(probs: torch.Tensor,    # class probabilities (N, K)
@@ -326,63 +399,46 @@ def fit_temperature(probs: torch.Tensor, targets: torch.Tensor) -> float:
     return log_t.exp().item()
 
 # %% ../nbs/05_analysis.ipynb #3c03c2fc
-def cross_fitted_calibration(probs: torch.Tensor,    # class probabilities (N, K)
-                             targets: torch.Tensor,  # true classes (N,)
-                             bins: int = 15,         # confidence bins of the ECE
-                             seed: int = 0) -> dict:  # how the photos are split into halves
-    "ECE and log loss before and after temperature scaling, T fitted on one half and scored on the other."
-    order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))
-    halves = [order[::2], order[1::2]]
-    scaled = probs.clone()
-    for fit_on, score_on in [halves, halves[::-1]]:
-        t = fit_temperature(probs[fit_on], targets[fit_on])
-        scaled[score_on] = apply_temperature(probs[score_on], t)
-    return dict(ece=expected_calibration_error(probs, targets, bins),
+def held_out_calibration(fit_on: tuple,     # (probs, targets) where T is fitted: the choice split
+                         score_on: tuple,   # (probs, targets) where it is scored: val/
+                         bins: int = 15) -> dict:  # confidence bins of the ECE
+    "T fitted on `fit_on`; ECE and log loss on `score_on` before and after, and the per-sample loss change."
+    t = fit_temperature(*fit_on)
+    probs, targets = score_on
+    scaled = apply_temperature(probs, t)
+    change = photo_losses(scaled, targets) - photo_losses(probs, targets)
+    return dict(temperature=t, ece=expected_calibration_error(probs, targets, bins),
                 ece_scaled=expected_calibration_error(scaled, targets, bins),
                 log_loss=log_loss(probs, targets), log_loss_scaled=log_loss(scaled, targets),
-                temperature=fit_temperature(probs, targets), scaled=scaled)
+                loss_change=change.mean().item(),
+                loss_change_two_se=2 * change.std().item() / math.sqrt(len(change)), scaled=scaled)
+
+def temperature_spread(probs: torch.Tensor, targets: torch.Tensor, draws: int = 40, seed: int = 0) -> float:
+    "Two standard errors of a fitted temperature: its spread over refits on bootstrap resamples."
+    g = torch.Generator().manual_seed(seed)
+    draws = [torch.randint(len(targets), (len(targets),), generator=g) for _ in range(draws)]
+    return 2 * float(np.std([fit_temperature(probs[d], targets[d]) for d in draws], ddof=1))
 
 # %% ../nbs/05_analysis.ipynb #0d584af8
-def temperature_reading(name: str,            # the model's name; "stand-in" for lesson 05's own quick model
-                        c: dict,              # its calibration: temperature, ece(_scaled), log_loss(_scaled)
-                        n: int,               # validation photos
-                        smoothing: float = 0.0):  # the label smoothing lesson 03 trained with
-    "What the fitted temperature of model `name` says, rendered from its values."
-    t = c["temperature"]
-    if t > 1.05:
-        meaning = (f"above 1: the {name} model is **overconfident** (its probabilities are sharper than its "
-                   "accuracy warrants), and dividing the logits by T softens them")
-        if name != "stand-in" and smoothing:
-            meaning += (". Lesson 03 trains with label smoothing, which aims at targets below 100 %, yet "
-                        "the model is still overconfident: fine-tuning starts from lesson 02's head, trained "
-                        "without smoothing until it was nearly certain on its training photos, and a short "
-                        "run does not pull it all the way back")
-        elif name != "stand-in":
-            meaning += (". Lessons 02 and 03 train with plain cross-entropy, which keeps rewarding more "
-                        "confident answers on the training photos long after they are right")
-    elif t < 0.95:
-        meaning = (f"below 1: the {name} model is **underconfident** (it is right more often than its "
-                   "probabilities say), and dividing the logits by T sharpens them")
-        if name != "stand-in" and smoothing:
-            meaning += (". Label smoothing, which lesson 03 trained with, aims at targets below 100 % "
-                        "and tends to leave a model like this")
-    else:
-        meaning = f"close to 1: the {name} model is already close to calibrated"
-    text = (f"**Reading the results.** The fitted temperature is **T = {t:.2f}**, {meaning}. On the "
-            f"held-out halves, temperature scaling moves the ECE from {c['ece']:.3f} to "
-            f"{c['ece_scaled']:.3f} and the log loss from {c['log_loss']:.3f} to "
-            f"{c['log_loss_scaled']:.3f}; the accuracy does not move.")
-    if c["ece_scaled"] > c["ece"]:
-        text += (" Here scaling made the held-out calibration worse: the two halves disagree, so a "
-                 "temperature fitted on one half does not carry over to the other.")
-    if n < 1000:
-        text += (f" With {n} validation photos one photo is {1 / n:.1%} of an accuracy, so these numbers "
-                 "are noisy; on the full validation split they are meaningful.")
-    return text + (" **Where T was chosen:** on the official validation photos (`val/`), since this "
-                   "lesson has no third split; the T-scaled numbers are cross-fitted (each photo scaled "
-                   "by a T fitted on the other half), and the single T quoted is fitted on all of `val/` "
-                   "for reading only, as the table's `chosen_on` column says. A model you deploy would fit "
-                   "T on a split carved from the training photos (lesson 00), leaving `val/` to report.")
+def temperature_reading(name: str,  # the model's name
+                        c: dict,    # held_out_calibration's result (without "scaled")
+                        n: int):    # validation photos it was scored on
+    "What a temperature fitted on the choice split does to model `name` on val/, judged against its noise."
+    t, change, noise = c["temperature"], c["loss_change"], c["loss_change_two_se"]
+    text = (f"**Reading the results.** The {name}'s temperature, fitted on the choice split, is "
+            f"**T = {t:.2f}**. On the {n:,} photos of `val/` it moves the ECE from {c['ece']:.3f} to "
+            f"{c['ece_scaled']:.3f} and the log loss from {c['log_loss']:.4f} to {c['log_loss_scaled']:.4f}: "
+            f"{change:+.4f} per photo, against two standard errors of ±{noise:.4f}. "
+            "The accuracy does not move. ")
+    if change < -noise:
+        way = ("**underconfident**: right more often than its probabilities say, and T < 1 sharpens them"
+               if t < 1 else "**overconfident**: surer than it is right, and T > 1 softens its probabilities")
+        return text + f"That repair is beyond noise: the {name} is {way}."
+    if change > noise:
+        return text + ("Scaling made `val/` worse beyond noise: the T fitted on the twins does not carry "
+                       "over to the models trained on all photos.")
+    return text + ("The change is within noise: on these photos the model shows no calibration error "
+                   "that one temperature can repair, so read no direction into T.")
 
 # %% ../nbs/05_analysis.ipynb #62638425
 class WithNormalization(nn.Module):
@@ -474,126 +530,67 @@ def predict(photo,               # a file path or a PIL image
     top = torch.from_numpy(logits).softmax(0).topk(min(k, len(labels)))
     return [(labels[i]["breed"], float(v)) for v, i in zip(top.values, top.indices)]
 
-# %% ../nbs/05_analysis.ipynb #09489152
-NO_UNSEEN = ("No validation photo is known to be absent from ImageNet's training set, so there is no "
-             "never-in-ImageNet column: the pretrained stages may have seen some of these photos.")
+# %% ../nbs/05_analysis.ipynb #1a0ce7a4
+def _card_overlap(f: dict) -> list:
+    "The card's lines on ImageNet pretraining and what it means for the reported numbers."
+    if not f["imagenet_classes"]:
+        return ["- These classes are not ImageNet classes: the backbone's pretraining saw other photos, "
+                "so the reported figures are not inflated by it."]
+    lines = ["- The backbone was pretrained on ImageNet-1k, whose 1,000 classes include these breeds: "
+             "ImageNet's training photos of them shaped the features before this run saw a photo."]
+    n, m = f["n_val"], f["n_unseen"]
+    if not m:
+        return lines + ["- No validation photo is known to be absent from ImageNet's training set: some may "
+                        "have been seen in pretraining, so read the figures below as an upper bound for new "
+                        "photos."]
+    unseen, every = f["val_acc_unseen"], f["val_acc"]
+    return lines + [f"- Of the {n:,} validation photos, {m:,} are known never to have been in ImageNet's "
+                    f"training set. On them the model is right on {unseen:.1%} (±{two_se(unseen, m):.1%}), "
+                    f"against {every:.1%} (±{two_se(every, n):.1%}) on all. The others may have been seen in "
+                    "pretraining, so the overall figure may overstate accuracy on new photos; the first is "
+                    "the fairer estimate."]
 
-def _pct(value) -> str:
-    "A share as '95.5 %'; empty for a missing value."
-    if value is None or value != value:
-        return ""
-    return f"{100 * value:.1f} %"
-
-def _number(value, spec: str) -> str:
-    "`value` formatted with `spec`; empty for a missing value."
-    if value is None or value != value:
-        return ""
-    return format(value, spec)
-
-def photo_counts(table: pd.DataFrame) -> tuple:  # a results_table
-    "(n_val, n_unseen) as recorded by the last stage that has them; None where nothing was recorded."
-    known = table.dropna(subset=["n_val"])
-    if known.empty:
-        return None, None
-    n_val, n_unseen = known.iloc[-1][["n_val", "n_unseen"]]
-    return int(n_val), None if n_unseen != n_unseen else int(n_unseen)
-
-# %% ../nbs/05_analysis.ipynb #6f1d3a22
-def _run_header(results: dict, n_val: int | None, n_unseen: int | None) -> str:
-    "One sentence naming the run: profile, data folder, photo counts, device, date and library versions."
-    versions = results.get("versions", {})
-    data = Path(str(results.get("data", ""))).name
-    photos = ""
-    if n_val is not None:
-        unseen = f", {n_unseen} of them never in ImageNet training" if n_unseen else ""
-        photos = f" ({n_val:,} validation photos{unseen})"
-    date = str(results.get("updated", ""))[:10]
-    device = results.get("device")
-    return (f"Profile `{results.get('profile')}` on `{data}`{photos}, {device}, {date}; "
-            f"torch {versions.get('torch')}, timm {versions.get('timm')}.")
-
-def _target_note(stage: str, val_acc: float, targets: dict) -> str:
-    "'≥ 96.0 %: met' or '≥ 96.0 %: **missed** by 0.5 %' for a stage with a target; empty otherwise."
-    if stage not in targets:
-        return ""
-    goal = targets[stage]
-    verdict = "met" if val_acc >= goal else f"**missed** by {_pct(goal - val_acc)}"
-    return f"≥ {_pct(goal)}: {verdict}"
-
-def _table_rows(table: pd.DataFrame, targets: dict, show_unseen: bool) -> list:
-    "The markdown lines of the results table."
-    head = ["stage", "model", "val top-1"] + (["never-in-ImageNet photos"] if show_unseen else [])
-    head += ["top-5", "log loss", "seconds", "target"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for stage, row in table.iterrows():
-        cells = [stage, row["model"], _pct(row["val_acc"])]
-        cells += [_pct(row["val_acc_unseen"])] if show_unseen else []
-        cells += [_pct(row["val_top5"]), _number(row["val_loss"], ".3f"), _number(row["wall_s"], ".0f")]
-        cells.append(_target_note(stage, row["val_acc"], targets))
-        lines.append("| " + " | ".join(cells) + " |")
+def _card_failures(f: dict) -> list:
+    "The card's known failure modes, from the run's confusions, weakest breed, label noise and calibration."
+    pairs = "; ".join(f"{t} taken for {p} ({k} photos)" for t, p, k in f["confused"])
+    lines = [f"- Most confused: {pairs}." if pairs else "- No two breeds were confused on validation photos.",
+             f"- Weakest breed: {f['weakest'][0]}, recall {f['weakest'][1]:.0%}."]
+    if f.get("noise"):
+        levels = ", ".join(f"{p} % of the training labels flipped {a:.1%}" for p, a in f["noise"].items())
+        lines.append(f"- Label noise: with {levels} for a frozen head (lesson 05). The validation labels are "
+                     "ImageNet's own and may hold errors too: some mistakes above may be the label's.")
+    lines.append(f"- Calibration: expected calibration error {f['ece']:.3f} on the validation photos, with "
+                 "no temperature applied; the probabilities are a ranking more than a promise.")
+    lines.append("- Always answers one of its breeds: a photo of another breed, a mixed breed, several dogs "
+                 "or no dog gets a breed all the same, often with high confidence.")
     return lines
 
-def _noise_note(table: pd.DataFrame, n_val: int | None, n_unseen: int | None) -> str:
-    "How much one photo, and two standard errors, weigh in the never-in-ImageNet column."
-    measured = table["val_acc_unseen"].dropna()
-    if not n_unseen or measured.empty:
-        return ""
-    p = float(table.loc[measured.index[-1], "val_acc"])
-    unseen_error, all_error = two_se(p, n_unseen), two_se(p, n_val)
-    return (f"One of the {n_unseen} never-in-ImageNet photos is {_pct(1 / n_unseen)} of that column, "
-            f"and two standard errors of an accuracy near {_pct(p)} measured on them are "
-            f"±{_pct(unseen_error)} (against ±{_pct(all_error)} on all {n_val:,} photos).")
-
-# %% ../nbs/05_analysis.ipynb #5c0e7d91
-def results_markdown(results: dict,                     # the content of results.json
-                     targets: dict | None = None) -> str:  # validation accuracy each stage should reach
-    "README's results section: a sentence naming the run, the table of stages with targets, and the noise."
-    table = results_table(results)
-    if not Path(str(results.get("data", ""))).name.startswith("imagewoof"):
-        targets = {}   # the profiles' targets are set for ImageWoof's ten breeds, not for other photos
-    n_val, n_unseen = photo_counts(table)
-    recorded_unseen = bool(table["val_acc_unseen"].notna().any())
-    show_unseen = bool(n_unseen) or (n_unseen is None and recorded_unseen)
-    lines = [_run_header(results, n_val, n_unseen), "", *_table_rows(table, targets or {}, show_unseen)]
-    if n_unseen == 0:
-        lines += ["", NO_UNSEEN]
-    note = _noise_note(table, n_val, n_unseen)
-    if note:
-        lines += ["", note]
-    pays = pays_markdown(results.get("stages", {}).get("finetune", {}))
-    if pays:
-        lines += ["", pays]
-    return "\n".join(lines)
-
-def pays_markdown(stage: dict) -> str:  # results.json's finetune stage
-    "Lesson 03's 'when does fine-tuning pay?' rows as a table, each gain judged against two standard errors."
-    rows = stage.get("when_it_pays") or []
-    if not rows:
-        return ""
-    lines = [f"When fine-tuning pays (lesson 03: {stage.get('comparison_arch', '?')} at "
-             f"{stage.get('comparison_size', '?')} px, the frozen head against the fine-tuned run "
-             "on the same photos):",
-             "", "| setting | photos per breed | frozen head | fine-tuned | gain | two standard errors |",
-             "|" + " --- |" * 6]
-    for r in rows:
-        gain = r["finetuned_acc"] - r["frozen_acc"]
-        noise = r.get("two_se", two_se(r["frozen_acc"], r["n_val"]))   # paired when the run recorded it
-        mark = "**" if abs(gain) > noise else ""
-        lines.append(f"| {r['setting']} | {r['photos_per_class']} | {_pct(r['frozen_acc'])} | "
-                     f"{_pct(r['finetuned_acc'])} | {mark}{gain * 100:+.1f} %{mark} | ±{_pct(noise)} |")
-    paired = all("two_se" in r for r in rows)
-    lines += ["", "A gain in bold is larger than two standard errors "
-              + ("of the paired difference on its validation photos." if paired else
-                 "on its validation photos.")]
-    return "\n".join(lines)
-
-def update_readme(readme: Path,            # the README.md to edit in place
-                  section: str,            # the new text between the markers
-                  name: str = "results"):  # the markers are <!-- name:start --> and <!-- name:end -->
-    "Replace the text between README's `name` markers with `section`."
-    text = Path(readme).read_text()
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start not in text or end not in text:
-        raise ValueError(f"no {name} markers in {readme}")
-    i, j = text.index(start) + len(start), text.index(end)
-    atomic_write(readme, text[:i] + "\n" + section.strip("\n") + "\n" + text[j:])
+# %% ../nbs/05_analysis.ipynb #ab3c3ec8
+def model_card(f: dict) -> str:  # the run's values: see the lesson's `facts` cell
+    "MODEL_CARD.md for the exported model, rendered from the run's values."
+    breeds, n, acc = f["breeds"], f["n_val"], f["val_acc"]
+    named = ", ".join(breeds[:10]) + (f" and {len(breeds) - 10} more" if len(breeds) > 10 else "")
+    lines = [f"# Model card: {f['arch']} for {len(breeds)} dog breeds", "",
+             f"Written by dogclf's lesson 05 from the run in `{f['run']}` (profile `{f['profile']}`, "
+             f"{f['date']}); every number below is that run's.", "", "## Model",
+             f"- {f['model']}: `{f['arch']}`, {f['params'] / 1e6:.2f} M parameters, in `model.onnx` with its "
+             "preprocessing in `preprocess.json` and the class order in `labels.json`.",
+             f"- Input: one RGB photo, resized and centre-cropped to {f['size']} × {f['size']} pixels, "
+             f"values in [0, 1] (the normalisation is inside the graph). Output: {len(breeds)} logits; "
+             "softmax gives probabilities.", "", "## Intended use",
+             f"- Telling apart {len(breeds)} breeds ({named}) in photos of one dog: a teaching model from a "
+             "course on transfer learning.",
+             "- Not for other breeds, mixed breeds or other animals, and not for decisions about a real "
+             "animal or person.", "", "## Training data",
+             f"- `{f['data']}`: {f['n_train']:,} training photos of {len(breeds)} breeds; {n:,} validation "
+             "photos that no model of the run trained on or was chosen with.",
+             *_card_overlap(f), "", "## Evaluation",
+             f"- Top-1 accuracy on the validation photos: **{acc:.1%}** (±{two_se(acc, n):.1%}, two standard "
+             f"errors on {n:,} photos); top-5 {f['val_top5']:.1%}; log loss {f['val_loss']:.3f}.",
+             f"- `model.onnx` in ONNX Runtime gives PyTorch's answer on {f['agree']:,} of {f['parity']:,} "
+             f"validation photos (logits within {f['max_diff']:.1e}).", "", "## Known failure modes",
+             *_card_failures(f)]
+    if f["stand_in"]:
+        lines += ["", "**This is a stand-in model** (lesson 03 had not run in this folder): these are not "
+                  "the course's figures."]
+    return "\n".join(lines) + "\n"

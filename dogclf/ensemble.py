@@ -5,15 +5,21 @@
 # %% ../nbs/04_ensemble.ipynb #0fcb0244
 from __future__ import annotations
 import copy
+import math
+import time
+from dataclasses import replace
 from pathlib import Path
 import torch
+from .data import Split
 from .finetune import FinetuneConfig, finetune_run, finetune_source, valid_probs
-from .models import frozen_stage
-from .train import nll
+from .models import (Features, FrozenFeatures, FrozenStage, create_backbone, frozen_head, frozen_stage,
+                           imagenet_indices, imagenet_rows)
+from .noise import correct, paired
+from .train import accuracy, nll
 
 # %% auto #0
-__all__ = ['average_probs', 'fit_weights', 'cross_fitted_average', 'disagreement', 'oracle_accuracy', 'error_correlation',
-           'ensemble_member']
+__all__ = ['average_probs', 'greedy_selection', 'disagreement', 'oracle_accuracy', 'error_correlation', 'both_wrong', 'versus',
+           'best_of', 'positions', 'held_out_features', 'held_out_stage', 'ensemble_member']
 
 # %% ../nbs/04_ensemble.ipynb #207f0f61
 def average_probs(probs: list,                  # (N, K) probability tensors, one per member
@@ -23,34 +29,16 @@ def average_probs(probs: list,                  # (N, K) probability tensors, on
     return sum(wi * p for wi, p in zip(w / w.sum(), probs))
 
 # %% ../nbs/04_ensemble.ipynb #cc0f2d11
-def fit_weights(probs: list,             # (N, K) probability tensors, one per member
-                targets: torch.Tensor,   # (N,) class indices
-                steps: int = 200):       # Adam steps
-    "Member weights (summing to 1) that minimise the ensemble's log loss on (probs, targets)."
-    logits = torch.zeros(len(probs), requires_grad=True)
-    opt = torch.optim.Adam([logits], lr=0.1)
-    stacked = torch.stack(probs)
-    for _ in range(steps):
-        loss = nll((logits.softmax(0)[:, None, None] * stacked).sum(0), targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return logits.softmax(0).tolist()
-
-# %% ../nbs/04_ensemble.ipynb #64f5bdc9
-def cross_fitted_average(probs: list,            # (N, K) probability tensors, one per member
-                         targets: torch.Tensor,  # (N,) class indices
-                         folds: int = 2,         # parts; each is scored with weights fitted on the rest
-                         seed: int = 0):         # seed of the random split into parts
-    "Weighted mean of the members' probabilities, each sample's weights fitted without it."
-    order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))
-    mixed = torch.empty_like(probs[0])
-    for held in order.chunk(folds):
-        rest = torch.ones(len(targets), dtype=torch.bool)
-        rest[held] = False
-        weights = fit_weights([p[rest] for p in probs], targets[rest])
-        mixed[held] = average_probs([p[held] for p in probs], weights)
-    return mixed
+def greedy_selection(probs: dict,            # name -> (N, K) probabilities of each candidate
+                     targets: torch.Tensor,  # (N,) class indices
+                     rounds: int = 10):      # candidates added one at a time; the same one may come back
+    "Caruana's ensemble selection: each chosen candidate's weight (its count / rounds), by lowest log loss."
+    total, counts = 0, dict.fromkeys(probs, 0)
+    for r in range(1, rounds + 1):
+        best = min(probs, key=lambda name: nll((total + probs[name]) / r, targets).item())
+        total = total + probs[best]
+        counts[best] += 1
+    return {name: count / rounds for name, count in counts.items() if count}
 
 # %% ../nbs/04_ensemble.ipynb #c98da18a
 def disagreement(probs: list) -> float:
@@ -72,17 +60,95 @@ def error_correlation(probs: list,            # (N, K) probability tensors, one 
     wrong = torch.stack([(p.argmax(1) != targets).float() for p in probs])
     return torch.corrcoef(wrong)
 
+# %% ../nbs/04_ensemble.ipynb #5aa88142
+def both_wrong(e1: float,    # the first member's error rate
+               e2: float,    # the second's
+               rho: float):  # the correlation of their 0/1 mistakes (error_correlation)
+    "Share of samples two members both get wrong: e1 * e2 for independent mistakes, plus rho * s1 * s2."
+    return e1 * e2 + rho * math.sqrt(e1 * (1 - e1) * e2 * (1 - e2))
+
+# %% ../nbs/04_ensemble.ipynb #87965783
+def versus(a: torch.Tensor,        # (N, K) probabilities of the model that is compared
+           b: torch.Tensor,        # (N, K) probabilities of what it is compared with
+           targets: torch.Tensor):  # (N,) class indices
+    "The paired comparison (dogclf.noise.paired) of `a` against `b` on the same samples."
+    return paired(correct(a, targets), correct(b, targets))
+
+def best_of(probs: dict,            # name -> (N, K) probabilities
+            targets: torch.Tensor):  # (N,) class indices
+    "The name of the most accurate probabilities; a tie goes to the lower log loss."
+    return max(probs, key=lambda name: (accuracy(probs[name], targets), -nll(probs[name], targets).item()))
+
+# %% ../nbs/04_ensemble.ipynb #bf1cc80d
+def positions(items: list,   # (path, label) pairs
+              subset: list):  # some of them
+    "Where each item of `subset` sits in `items`, as a tensor of indices."
+    where = {item: i for i, item in enumerate(items)}
+    missing = [item for item in subset if item not in where]
+    if missing:
+        raise ValueError(f"{len(missing)} item(s) are not among the {len(items)} given, e.g. {missing[0]}")
+    return torch.tensor([where[item] for item in subset], dtype=torch.long)
+
+def _rows(f: Features, rows: torch.Tensor) -> Features:
+    return Features(X=f.X[rows], y=f.y[rows], seconds=f.seconds, key=f"{f.key}-rows{len(rows)}")
+
+def held_out_features(features: FrozenFeatures,  # a stage's passes (train: every view, one after another)
+                      fit: torch.Tensor,         # positions in split.train of the photos to train on
+                      choose: torch.Tensor):     # the other positions: the photos to score
+    "The passes over the training photos cut in two: `fit` rows (every view) to train, `choose` to score."
+    n = len(fit) + len(choose)
+    if len(features.train.X) % n:
+        raise ValueError(f"{len(features.train.X)} cached rows are not views of {n} training photos")
+    every_view = torch.cat([fit + v * n for v in range(len(features.train.X) // n)])
+    acts = [_rows(a, fit) for a in features.train_acts]
+    choose_acts = _rows(features.train_acts[0], choose) if acts else None   # view 0: the plain photos
+    return FrozenFeatures(_rows(features.train, every_view), _rows(features.train, choose), features.start,
+                          acts, choose_acts, features.engine)
+
+# %% ../nbs/04_ensemble.ipynb #fc7fe841
+def held_out_stage(stage: FrozenStage,  # lesson 02's stage of the member's backbone, made from `split`
+                   split: Split,        # the dataset's Split
+                   choose: list):       # the choice split: training photos the twin must not train on
+    "The twin's start (the backbone, a head trained without `choose`) and the Split it scores: (fit, choose)."
+    kept_out = set(choose)
+    fit = [item for item in split.train if item not in kept_out]
+    features = held_out_features(stage.features, positions(split.train, fit), positions(split.train, choose))
+    imagenet = create_backbone(stage.config.arch).get_classifier() if stage.head_start == "imagenet" else None
+    rows = imagenet_rows(imagenet, imagenet_indices(split.classes)) if imagenet is not None else None
+    t0 = time.time()
+    head, history = frozen_head(stage.config, features, len(split.classes), rows=rows,
+                                drop_rate=getattr(stage.model, "drop_rate", 0.2), log=False)
+    model = copy.deepcopy(stage.model)
+    model.get_classifier().load_state_dict(head[1].state_dict())
+    twin = replace(stage, model=model, features=features, history=history, head_seconds=time.time() - t0,
+                   imagenet_logits=None)
+    return twin, replace(split, train=fit, valid=choose)
+
 # %% ../nbs/04_ensemble.ipynb #c0de0401
-def ensemble_member(config: FinetuneConfig,  # the member's recipe: lesson 03's, for its backbone
-                    split,                   # the dataset's Split
-                    out: Path) -> dict:      # the run folder (caches, checkpoints, predictions)
-    "Validation probabilities of a backbone frozen and fine-tuned by `config`, each plain and with flip TTA."
-    stage = frozen_stage(config.frozen, split, out)
+def _member_probs(config: FinetuneConfig,  # the member's recipe
+                 stage: FrozenStage,      # its frozen stage (or its twin's, from held_out_stage)
+                 split: Split,            # the photos the stage was made from: it is scored on split.valid
+                 *,
+                 out: Path) -> dict:      # the run folder (caches, checkpoints, predictions)
+    "Probabilities on split.valid of the frozen stage and its fine-tuned model, plain and with flip TTA."
     frozen_src = finetune_source(copy.deepcopy(stage.model), stage, split, folder=out, seed=config.seed,
                                  batch_size=config.batch_size, workers=config.frozen.workers)
     frozen, targets = valid_probs(frozen_src)
     frozen_mirrored, _ = valid_probs(frozen_src, mirrored=True)
-    tuned = finetune_run(config, split, out, stage=stage)   # loaded, when lesson 03 ran this very recipe
+    tuned = finetune_run(config, split, out, stage=stage)   # loaded, when this very recipe ran before
     return dict(frozen=frozen, frozen_tta=(frozen + frozen_mirrored) / 2, probs=tuned.probs,
                 probs_tta=(tuned.probs + tuned.probs_mirrored) / 2, y=targets, seconds=tuned.seconds,
-                lr=config.lr, key=tuned.key)
+                key=tuned.key)
+
+def ensemble_member(config: FinetuneConfig,  # the member's recipe: lesson 03's, for its backbone
+                    split: Split,            # the dataset's Split
+                    out: Path,               # the run folder (caches, checkpoints, predictions)
+                    *,
+                    choose: list | None = None) -> dict:  # the choice split: the twin is scored there
+    "_member_probs on val/; with `choose`, also its twin's (trained without them) on them, as 'choice'."
+    stage = frozen_stage(config.frozen, split, out)
+    member = _member_probs(config, stage, split, out=out) | dict(lr=config.lr)
+    if choose:
+        twin, twin_split = held_out_stage(stage, split, choose)
+        member["choice"] = _member_probs(config, twin, twin_split, out=out)
+    return member

@@ -23,9 +23,9 @@ from .core import PROFILES, atomic_write, check_overrides, locked, pick_profile,
 from .core import read_results
 
 # %% auto #0
-__all__ = ['lesson_notebooks', 'fingerprint', 'photos_key', 'lesson_parameters', 'RunError', 'LessonFailed', 'run_lesson',
-           'run_pipeline', 'publish_run', 'lesson_times_markdown', 'repo_links', 'sync_repo_url', 'train_recipe',
-           'main']
+__all__ = ['NO_UNSEEN', 'lesson_notebooks', 'fingerprint', 'photos_key', 'lesson_parameters', 'RunError', 'LessonFailed',
+           'run_lesson', 'run_pipeline', 'photo_counts', 'results_markdown', 'pays_markdown', 'update_readme',
+           'publish_run', 'lesson_times_markdown', 'repo_links', 'sync_repo_url', 'train_recipe', 'main']
 
 # %% ../nbs/run.ipynb #757985e6
 def lesson_notebooks(nbs: Path) -> list[Path]:  # nbs/, or a run folder
@@ -298,6 +298,133 @@ def run_pipeline(profile: str = "auto",      # smoke | cpu | gpu | auto
             run_lesson(nb, out, lesson_parameters(nb, settings), upstream, env)
     return out / "results.json"
 
+# %% ../nbs/run.ipynb #09489152
+NO_UNSEEN = ("No validation photo is known to be absent from ImageNet's training set, so there is no "
+             "never-in-ImageNet column: the pretrained stages may have seen some of these photos.")
+
+def _pct(value) -> str:
+    "A share as '95.5 %'; empty for a missing value."
+    if value is None or value != value:
+        return ""
+    return f"{100 * value:.1f} %"
+
+def _number(value, spec: str) -> str:
+    "`value` formatted with `spec`; empty for a missing value."
+    if value is None or value != value:
+        return ""
+    return format(value, spec)
+
+def photo_counts(table: pd.DataFrame) -> tuple:  # a results_table
+    "(n_val, n_unseen) as recorded by the last stage that has them; None where nothing was recorded."
+    known = table.dropna(subset=["n_val"])
+    if known.empty:
+        return None, None
+    n_val, n_unseen = known.iloc[-1][["n_val", "n_unseen"]]
+    return int(n_val), None if n_unseen != n_unseen else int(n_unseen)
+
+# %% ../nbs/run.ipynb #6f1d3a22
+def _run_header(results: dict, n_val: int | None, n_unseen: int | None) -> str:
+    "One sentence naming the run: profile, data folder, photo counts, device, date and library versions."
+    versions = results.get("versions", {})
+    data = Path(str(results.get("data", ""))).name
+    photos = ""
+    if n_val is not None:
+        unseen = f", {n_unseen} of them never in ImageNet training" if n_unseen else ""
+        photos = f" ({n_val:,} validation photos{unseen})"
+    date = str(results.get("updated", ""))[:10]
+    device = results.get("device")
+    return (f"Profile `{results.get('profile')}` on `{data}`{photos}, {device}, {date}; "
+            f"torch {versions.get('torch')}, timm {versions.get('timm')}.")
+
+def _target_note(stage: str, val_acc: float, targets: dict) -> str:
+    "'≥ 96.0 %: met' or '≥ 96.0 %: **missed** by 0.5 %' for a stage with a target; empty otherwise."
+    if stage not in targets:
+        return ""
+    goal = targets[stage]
+    verdict = "met" if val_acc >= goal else f"**missed** by {_pct(goal - val_acc)}"
+    return f"≥ {_pct(goal)}: {verdict}"
+
+def _table_rows(table: pd.DataFrame, targets: dict, show_unseen: bool) -> list:
+    "The markdown lines of the results table."
+    head = ["stage", "model", "val top-1"] + (["never-in-ImageNet photos"] if show_unseen else [])
+    head += ["top-5", "log loss", "seconds", "target"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for stage, row in table.iterrows():
+        cells = [stage, row["model"], _pct(row["val_acc"])]
+        cells += [_pct(row["val_acc_unseen"])] if show_unseen else []
+        cells += [_pct(row["val_top5"]), _number(row["val_loss"], ".3f"), _number(row["wall_s"], ".0f")]
+        cells.append(_target_note(stage, row["val_acc"], targets))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+def _noise_note(table: pd.DataFrame, n_val: int | None, n_unseen: int | None) -> str:
+    "How much one photo, and two standard errors, weigh in the never-in-ImageNet column."
+    from dogclf.noise import two_se
+    measured = table["val_acc_unseen"].dropna()
+    if not n_unseen or measured.empty:
+        return ""
+    p = float(table.loc[measured.index[-1], "val_acc"])
+    unseen_error, all_error = two_se(p, n_unseen), two_se(p, n_val)
+    return (f"One of the {n_unseen} never-in-ImageNet photos is {_pct(1 / n_unseen)} of that column, "
+            f"and two standard errors of an accuracy near {_pct(p)} measured on them are "
+            f"±{_pct(unseen_error)} (against ±{_pct(all_error)} on all {n_val:,} photos).")
+
+# %% ../nbs/run.ipynb #5c0e7d91
+def results_markdown(results: dict,                     # the content of results.json
+                     targets: dict | None = None) -> str:  # validation accuracy each stage should reach
+    "README's results section: a sentence naming the run, the table of stages with targets, and the noise."
+    from dogclf.analysis import results_table
+    table = results_table(results)
+    if not Path(str(results.get("data", ""))).name.startswith("imagewoof"):
+        targets = {}   # the profiles' targets are set for ImageWoof's ten breeds, not for other photos
+    n_val, n_unseen = photo_counts(table)
+    recorded_unseen = bool(table["val_acc_unseen"].notna().any())
+    show_unseen = bool(n_unseen) or (n_unseen is None and recorded_unseen)
+    lines = [_run_header(results, n_val, n_unseen), "", *_table_rows(table, targets or {}, show_unseen)]
+    if n_unseen == 0:
+        lines += ["", NO_UNSEEN]
+    note = _noise_note(table, n_val, n_unseen)
+    if note:
+        lines += ["", note]
+    pays = pays_markdown(results.get("stages", {}).get("finetune", {}))
+    if pays:
+        lines += ["", pays]
+    return "\n".join(lines)
+
+def pays_markdown(stage: dict) -> str:  # results.json's finetune stage
+    "Lesson 03's 'when does fine-tuning pay?' rows as a table, each gain judged against two standard errors."
+    from dogclf.noise import two_se
+    rows = stage.get("when_it_pays") or []
+    if not rows:
+        return ""
+    lines = [f"When fine-tuning pays (lesson 03: {stage.get('comparison_arch', '?')} at "
+             f"{stage.get('comparison_size', '?')} px, the frozen head against the fine-tuned run "
+             "on the same photos):",
+             "", "| setting | photos per breed | frozen head | fine-tuned | gain | two standard errors |",
+             "|" + " --- |" * 6]
+    for r in rows:
+        gain = r["finetuned_acc"] - r["frozen_acc"]
+        noise = r.get("two_se", two_se(r["frozen_acc"], r["n_val"]))   # paired when the run recorded it
+        mark = "**" if abs(gain) > noise else ""
+        lines.append(f"| {r['setting']} | {r['photos_per_class']} | {_pct(r['frozen_acc'])} | "
+                     f"{_pct(r['finetuned_acc'])} | {mark}{gain * 100:+.1f} %{mark} | ±{_pct(noise)} |")
+    paired = all("two_se" in r for r in rows)
+    lines += ["", "A gain in bold is larger than two standard errors "
+              + ("of the paired difference on its validation photos." if paired else
+                 "on its validation photos.")]
+    return "\n".join(lines)
+
+def update_readme(readme: Path,            # the README.md to edit in place
+                  section: str,            # the new text between the markers
+                  name: str = "results"):  # the markers are <!-- name:start --> and <!-- name:end -->
+    "Replace the text between README's `name` markers with `section`."
+    text = Path(readme).read_text()
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"no {name} markers in {readme}")
+    i, j = text.index(start) + len(start), text.index(end)
+    atomic_write(readme, text[:i] + "\n" + section.strip("\n") + "\n" + text[j:])
+
 # %% ../nbs/run.ipynb #1eeca913
 def publish_run(out: Path,                # a run folder
                 dest: Path | None = None,  # where to copy it; default results/<profile>
@@ -319,6 +446,8 @@ def publish_run(out: Path,                # a run folder
     dest = Path(dest or root / "results" / res["profile"])
     for nb in lesson_notebooks(out):
         atomic_write(dest / nb.name, nb.read_bytes())
+    if (out / "MODEL_CARD.md").exists():   # lesson 05's card of the exported model
+        atomic_write(dest / "MODEL_CARD.md", (out / "MODEL_CARD.md").read_bytes())
     figures = sorted((out / "figures").glob("*.png"))
     for fig in figures:
         atomic_write(dest / "figures" / fig.name, fig.read_bytes())
@@ -334,7 +463,6 @@ def _publish_readme(res: dict,      # a run's results.json
                     root: Path,     # the project root
                     section: str = "results"):  # README's section; only the main one's figures go to static/
     "Rewrite a results section of README from `res` (and copy `figures` into static/ for the main one)."
-    from dogclf.analysis import results_markdown, update_readme
     profile = PROFILES.get(res["profile"], {})
     targets = profile.get("targets")   # results_markdown shows them only for ImageWoof runs
     update_readme(root / "README.md", results_markdown(res, targets), section)
