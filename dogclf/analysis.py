@@ -135,17 +135,19 @@ def stages_reading(table: pd.DataFrame) -> str:  # results_table(...)
 # %% ../nbs/05_analysis.ipynb #09a67ad0
 def plot_curves(curves: dict,     # a stage's title -> its history (a list of epoch records from fit)
                 title: str = ""):
-    "One row per stage: loss and accuracy per epoch, training photos dashed, validation photos solid."
+    "One row per stage: loss and accuracy per epoch, training photos dashed, held-out photos solid."
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
     fig, axes = plt.subplots(len(curves), 2, figsize=(9, 2.3 * len(curves) + 0.6), squeeze=False,
                              layout="constrained")
     for (ax_loss, ax_acc), (name, history) in zip(axes, curves.items()):
         epochs = [r["epoch"] for r in history]
+        held_out = "choose" if "choose_acc" in history[0] else "val"   # lesson 01 chooses on the choice split
         for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
             ax.plot(epochs, [r[f"train_{key}"] for r in history], "--o", c="C0", ms=3, mfc="none",
                     label="training photos")
-            ax.plot(epochs, [r[f"val_{key}"] for r in history], "-o", c="C1", ms=3, label="validation photos")
+            ax.plot(epochs, [r[f"{held_out}_{key}"] for r in history], "-o", c="C1", ms=3,
+                    label="held-out photos (the choice split for LeNet, val/ for the others)")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax_loss.set(ylabel="loss", title=f"{name}: loss")
         ax_acc.set(ylabel="accuracy", title=f"{name}: accuracy")
