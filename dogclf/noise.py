@@ -50,10 +50,11 @@ def verdict(gain: float,                # accuracy of the model minus that of wh
         raise ValueError(f"two_se cannot be negative, got {two_se}")
     if gain == 0 and two_se == 0:   # paired: not one photo where the two differ
         return f"is right on exactly the same photos as {what}"
+    d = 1 if f"{abs(gain):.1%}" != f"{two_se:.1%}" else 2   # never "+0.6%, more than ±0.6%"
     if gain > two_se:
-        return f"beats {what} by **{gain:+.1%}**, more than two standard errors (±{two_se:.1%})"
+        return f"beats {what} by **{gain:+.{d}%}**, more than two standard errors (±{two_se:.{d}%})"
     if gain < -two_se:
-        return f"is worse than {what} by **{-gain:.1%}**, more than two standard errors (±{two_se:.1%})"
+        return f"is worse than {what} by **{-gain:.{d}%}**, more than two standard errors (±{two_se:.{d}%})"
     shown = round(gain, 6) + 0.0  # -0.0 + 0.0 is 0.0, so a zero gain never prints as -0.00%
     return f"ties {what}: {shown:+.2%} is within two standard errors (±{two_se:.2%})"
 
