@@ -24,8 +24,9 @@ from .core import read_results
 
 # %% auto #0
 __all__ = ['NO_UNSEEN', 'lesson_notebooks', 'fingerprint', 'photos_key', 'lesson_parameters', 'RunError', 'LessonFailed',
-           'run_lesson', 'run_pipeline', 'photo_counts', 'results_markdown', 'pays_markdown', 'update_readme',
-           'publish_run', 'lesson_times_markdown', 'repo_links', 'sync_repo_url', 'train_recipe', 'main']
+           'run_lesson', 'run_pipeline', 'photo_counts', 'results_markdown', 'main_run_markdown', 'pays_markdown',
+           'update_readme', 'publish_run', 'lesson_times_markdown', 'repo_links', 'sync_repo_url', 'train_recipe',
+           'main']
 
 # %% ../nbs/run.ipynb #757985e6
 def lesson_notebooks(nbs: Path) -> list[Path]:  # nbs/, or a run folder
@@ -386,10 +387,29 @@ def results_markdown(results: dict,                     # the content of results
     note = _noise_note(table, n_val, n_unseen)
     if note:
         lines += ["", note]
-    pays = pays_markdown(results.get("stages", {}).get("finetune", {}))
-    if pays:
-        lines += ["", pays]
+    finetune = results.get("stages", {}).get("finetune", {})
+    main, pays = main_run_markdown(finetune), pays_markdown(finetune)
+    lines += ["", main] if main else []
+    lines += ["", pays] if pays else []
     return "\n".join(lines)
+
+def main_run_markdown(stage: dict) -> str:  # results.json's finetune stage
+    "Lesson 03's main run over its seeds against the frozen head of its backbone, paired on the same photos."
+    seeds, paired = stage.get("seeds") or [], stage.get("paired")
+    if not seeds or not paired:
+        return ""
+    def gain(p: dict) -> str:   # bold beyond two paired standard errors, where the sign test agrees
+        mark = "**" if abs(p["gain"]) > p["two_se"] and p["p_value"] < 0.05 else ""
+        return (f"{mark}{p['gain'] * 100:+.1f} %{mark} ± {_pct(p['two_se'])} "
+                f"(sign test p = {p['p_value']:.2g})")
+    accs = ", ".join(_pct(s["val_acc"]) for s in seeds)
+    size = (stage.get("config") or {}).get("frozen", {}).get("img_size")
+    text = (f"Lesson 03's main run ({stage.get('arch', '?')}" + (f" at {size} px" if size else "")
+            + f", {stage.get('strategy', '?')}, {len(seeds)} seeds: "
+            f"{accs}) against the frozen head of the same backbone on the same photos "
+            f"({_pct(seeds[0]['frozen_val_acc'])}): a paired gain of {gain(paired)}")
+    unseen = stage.get("paired_unseen")
+    return text + (f"; on the {unseen['n']} never-in-ImageNet photos {gain(unseen)}." if unseen else ".")
 
 def pays_markdown(stage: dict) -> str:  # results.json's finetune stage
     "Lesson 03's 'when does fine-tuning pay?' rows as a table, each gain judged against two standard errors."
