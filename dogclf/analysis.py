@@ -88,6 +88,34 @@ def plot_stages(table,   # results_table(...)
     return fig
 
 # %% ../nbs/05_analysis.ipynb #1b57969e
+def _gaps_reading(table: pd.DataFrame, steps: list) -> str:   # steps: the pretrained stages in the table
+    "The gaps between neighbouring pretrained stages against the noise of two accuracies."
+    acc, counts = table["val_acc"], table["n_val"].dropna()
+    n, p = int(counts.iloc[-1]), float(acc[steps].mean())
+    noise = math.sqrt(2) * two_se(p, n)   # the difference of two accuracies, each with its own noise
+    models = table["model"] if "model" in table else pd.Series("", index=table.index)
+    pairs = {f"{a} → {b}": (a, b) for a, b in zip(steps, steps[1:])}
+    gaps = {name: acc[b] - acc[a] for name, (a, b) in pairs.items()}
+    changed = [name for name, (a, b) in pairs.items() if models[a] and models[b] != models[a]]
+    big = [name for name, gap in gaps.items() if abs(gap) > noise]
+    def shown(name):   # a gap, and the backbones where they change
+        a, b = pairs[name]
+        return f"{name} {gaps[name]:+.1%}" + (f" (backbone changes: {models[a]} → {models[b]})"
+                                              if name in changed else "")
+    text = (f" Between neighbouring pretrained stages the gaps are: {'; '.join(map(shown, gaps))}. Two "
+            f"standard errors of the difference of two accuracies near {p:.1%} on {n:,} photos are "
+            f"±{noise:.1%}, so ")
+    if not big:
+        return text + ("none of these gaps is larger than the noise: the table does not rank the "
+                       "pretrained stages.")
+    rest = ", and the rest are not." if len(big) < len(gaps) else "."
+    text += f"{', '.join(big)} {'is' if len(big) == 1 else 'are'} larger than the noise{rest}"
+    if set(changed) & set(big):
+        text += (" Where the backbone changes between two rows, the gap is the two models' difference, "
+                 "not what the later step buys: lesson 03 pairs fine-tuning with the frozen head of its own "
+                 "backbone.")
+    return text
+
 def stages_reading(table: pd.DataFrame) -> str:  # results_table(...)
     "What the table of stages says, rendered from its values."
     if table.empty:
@@ -111,26 +139,15 @@ def stages_reading(table: pd.DataFrame) -> str:  # results_table(...)
     counts = table["n_val"].dropna()
     if len(steps) < 2 or counts.empty:
         return text
-    n, p = int(counts.iloc[-1]), float(acc[steps].mean())
-    noise = two_se(p, n)
-    gaps = {f"{a} → {b}": acc[b] - acc[a] for a, b in zip(steps, steps[1:])}
-    big = [step for step, gap in gaps.items() if abs(gap) > noise]
-    listed = "; ".join(f"{step} {gap:+.1%}" for step, gap in gaps.items())
-    text += (f" Between neighbouring pretrained stages the gaps are: {listed}. Two standard errors of an "
-             f"accuracy near {p:.1%} on {n:,} photos are ±{noise:.1%}, so ")
-    if big:
-        verb = "is" if len(big) == 1 else "are"
-        text += f"{', '.join(big)} {verb} larger than the noise, and the rest are not."
-    else:
-        text += "none of these gaps is larger than the noise: the table does not rank the pretrained stages."
-    if "finetune → ensemble" in gaps:
+    text += _gaps_reading(table, steps)
+    if "finetune" in acc and "ensemble" in acc:
         text += (" The ensemble row averages several members and looks at each photo twice (flip TTA), the "
                  "fine-tuned row is one model without TTA: lesson 04 separates what averaging, TTA and "
                  "fine-tuning each bring.")
     return text + (" (The stages are scored on the same photos, so a paired comparison "
                    "(`dogclf.noise.paired`, as lessons 03 and 04 use) would be more sensitive; results.json "
                    "keeps accuracies, not each photo's answer, so this table uses the cautious yardstick of "
-                   "one accuracy.)")
+                   "two independent accuracies.)")
 
 # %% ../nbs/05_analysis.ipynb #09a67ad0
 def plot_curves(curves: dict,     # a stage's title -> its history (a list of epoch records from fit)
@@ -562,7 +579,9 @@ def _card_failures(f: dict) -> list:
         lines.append(f"- Label noise: with {levels} for a frozen head (lesson 05). The validation labels are "
                      "ImageNet's own and may hold errors too: some mistakes above may be the label's.")
     lines.append(f"- Calibration: expected calibration error {f['ece']:.3f} on the validation photos, with "
-                 "no temperature applied; the probabilities are a ranking more than a promise.")
+                 "no temperature applied: " + ("close to calibrated, so a probability is roughly how often "
+                 "such an answer is right." if f["ece"] < 0.03 else "the probabilities are a ranking more "
+                 "than a promise."))
     lines.append("- Always answers one of its breeds: a photo of another breed, a mixed breed, several dogs "
                  "or no dog gets a breed all the same, often with high confidence.")
     return lines

@@ -34,22 +34,27 @@ def two_se(acc: float,  # accuracy between 0 and 1
     return 2 * math.sqrt(p * (1 - p) / (n + 4))
 
 # %% ../nbs/noise.ipynb #13d7a547
-def significant(gain: float,    # difference of two accuracies
-                two_se: float,  # two standard errors of that difference
+def significant(gain: float,             # difference of two accuracies
+                two_se: float,           # two standard errors of that difference
+                p_value: float = None,   # a paired sign test's p-value (None: not asked)
                ) -> bool:
-    "True when `gain` is more than two standard errors away from zero."
-    return bool(abs(gain) > two_se)
+    "True when `gain` is more than two standard errors from zero (and the sign test agrees, if given)."
+    return bool(abs(gain) > two_se and (p_value is None or p_value < 0.05))
 
 # %% ../nbs/noise.ipynb #932d3cd5
 def verdict(gain: float,                # accuracy of the model minus that of what it is compared with
             two_se: float,              # two standard errors of `gain` (from `paired`, say)
             what: str = "the baseline",  # what the model is compared with
+            p_value: float = None,      # a paired sign test's p-value (None: not asked)
            ) -> str:
     "How `gain` reads against its noise: a sentence fragment without a trailing period."
     if two_se < 0:
         raise ValueError(f"two_se cannot be negative, got {two_se}")
     if gain == 0 and two_se == 0:   # paired: not one photo where the two differ
         return f"is right on exactly the same photos as {what}"
+    if abs(gain) > two_se and not significant(gain, two_se, p_value):
+        return (f"differs from {what} by {gain:+.1%} (±{two_se:.1%}), but the sign test does not agree "
+                f"(p = {p_value:.2g}): too few photos differ to tell")
     d = 1 if f"{abs(gain):.1%}" != f"{two_se:.1%}" else 2   # never "+0.6%, more than ±0.6%"
     if gain > two_se:
         return f"beats {what} by **{gain:+.{d}%}**, more than two standard errors (±{two_se:.{d}%})"

@@ -398,8 +398,9 @@ def main_run_markdown(stage: dict) -> str:  # results.json's finetune stage
     seeds, paired = stage.get("seeds") or [], stage.get("paired")
     if not seeds or not paired:
         return ""
+    from dogclf.noise import significant
     def gain(p: dict) -> str:   # bold beyond two paired standard errors, where the sign test agrees
-        mark = "**" if abs(p["gain"]) > p["two_se"] and p["p_value"] < 0.05 else ""
+        mark = "**" if significant(p["gain"], p["two_se"], p["p_value"]) else ""
         return (f"{mark}{p['gain'] * 100:+.1f} %{mark} ± {_pct(p['two_se'])} "
                 f"(sign test p = {p['p_value']:.2g})")
     accs = ", ".join(_pct(s["val_acc"]) for s in seeds)
