@@ -81,6 +81,8 @@ PROFILES = {
         arch="tf_efficientnet_lite0", archs=_LITES, feature_views=1, naive_epochs=1, naive_photos=100,
         ft_epochs=2, ft_groups=2, ft_strategies=["freeze", "partial", "full"], finder_steps=30,
         ensemble_archs=_LITES, amp=False,
+        # lesson 03's main run: the cpu profile's recipe (the whole of Lite0 at 160 px, crops and flips)
+        ft_img_size=160, ft_cached=False, ft_strategy="full", ft_lr=3e-3, ft_lr_ratio=3, ft_batch_size=32,
         cmp_size=112, cmp_per_class=20, cmp_val_per_class=25, cmp_steps=24, pays_per_class=[5, 20, 50],
         engine="onnx"),
     "cpu": _COMMON | dict(
