@@ -338,12 +338,13 @@ def test_smoke_pipeline_is_trustworthy(few_photos, tmp_path):
     assert _repo_state() == before, "a run writes nothing outside --out"
 
 def test_a_folder_of_your_own_photos_runs_every_lesson(woof, tmp_path):
-    "Issue 27: three classes named by breed (not ImageNet ids), 8 photos each and 4 files that are no photos, through all six lessons, with loader workers."
+    "Issue 27: three classes named by breed (not ImageNet ids), 8 photos each named IMG_*, and 4 files that are no photos, through all six lessons, with loader workers."
     mine = tmp_path / "mydogs"
     for name, wnid in [("beagle", "n02088364"), ("collie", "n02105641"), ("samoyed", "n02111889")]:
         (mine / name).mkdir(parents=True)
-        for photo in sorted((woof / "train" / wnid).iterdir())[:8]:
-            shutil.copy2(photo, mine / name / photo.name)
+        photos = [p for p in sorted((woof / "train" / wnid).iterdir()) if not p.name.startswith("ILSVRC2012_val_")]
+        for i, photo in enumerate(photos[:8]):   # named as a phone names them: no photo is known to be unseen
+            shutil.copy2(photo, mine / name / f"IMG_{i:04d}{photo.suffix}")
     (mine / "beagle" / "notes.jpg").write_text("not a photo")
     (mine / "beagle" / "page.jpg").write_text("<!DOCTYPE html><html><body>Not found</body></html>")
     (mine / "collie" / "empty.jpg").write_bytes(b"")
@@ -366,6 +367,7 @@ def test_a_folder_of_your_own_photos_runs_every_lesson(woof, tmp_path):
     stages = _stages(tmp_path / "run")
     assert "imagenet_head" not in stages, "no ImageNet head for classes ImageNet does not have"
     assert {"lenet", "feature_extractor", "finetune", "ensemble", "export"} <= set(stages)
+    assert stages["finetune"]["n_unseen"] == 0 and stages["finetune"]["val_acc_unseen"] is None
     for name in ["collie", "samoyed"]:
         (mine / name).rename(tmp_path / name)   # one class left: refused before any lesson starts
     r = _run(mine, tmp_path / "run")
