@@ -38,7 +38,8 @@ class Split:
     layout: str = "folder"
     def __repr__(self):
         sizes = f"{len(self.train)} train, {len(self.valid)} valid, {len(self.classes)} classes"
-        return f"Split({self.layout} layout: {sizes})"
+        name = "train/ + val/" if self.layout == "imagewoof" else self.layout   # any folder with both
+        return f"Split({name} layout: {sizes})"
 
 # %% ../nbs/00_data.ipynb #7f6d9fa0
 def take_per_class(items: list,    # (path, label) pairs
