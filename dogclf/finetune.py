@@ -109,17 +109,20 @@ def climb_rule(lrs: list,            # the sweep's rates, increasing
                losses: list,         # the smoothed loss at each rate
                rise: float = 0.25,   # "clearly above": this fraction above the minimum
                floor: float = 0.1,   # and at least this much above it (25 % of a low loss is noise)
-               below: float = 10.0):  # the suggestion is this many times lower than the climb
-    "(climb / below, climb): climb is the first rate where the loss rises clearly above its minimum."
+               below: float = 10.0,  # the suggestion is this many times lower than the climb
+               warmup: int = 10):    # the first points average fewer batches: no minimum is taken there
+    "Climb: the first rate where the loss rises clearly above its settled minimum; suggestion: climb / below."
     losses = np.asarray(losses, dtype=float)
-    best = int(np.nanargmin(losses))
+    skip = warmup if np.isfinite(losses[warmup:]).any() else 0   # too short to settle: every point counts
+    best = skip + int(np.nanargmin(losses[skip:]))
     limit = max(losses[best] * (1 + rise), losses[best] + floor)
     above = np.nonzero(~(losses[best:] <= limit))[0]   # NaN counts as above
     climb = float(lrs[best + above[0]] if len(above) else lrs[-1])
-    return climb / below, climb
+    return dict(suggestion=climb / below, climb=climb, lowest=float(losses[best]), limit=float(limit),
+                climbed=bool(len(above)), warmup=skip)
 
 # %% ../nbs/03_finetune.ipynb #7e006901
-def _sweep(model, dl, loss_fn, lrs: list, opt, freeze_bn: bool, beta: float) -> list:
+def _sweep(model, dl, loss_fn, lrs: list, opt, freeze_bn: bool, beta: float, warmup: int) -> list:
     "Smoothed training loss at each rate of `lrs`, one batch each; stops when the loss explodes."
     device = next(model.parameters()).device
     losses, avg, batches = [], 0.0, iter(dl)
@@ -138,7 +141,7 @@ def _sweep(model, dl, loss_fn, lrs: list, opt, freeze_bn: bool, beta: float) -> 
         opt.step()
         avg = beta * avg + (1 - beta) * loss.item()
         losses.append(avg / (1 - beta ** (i + 1)))
-        if not math.isfinite(losses[-1]) or losses[-1] > 4 * min(losses):
+        if not math.isfinite(losses[-1]) or losses[-1] > 4 * min(losses[warmup:] or losses):
             break
     return losses
 
@@ -152,18 +155,18 @@ def lr_find(model: nn.Module,         # the module to train (its trainable param
             freeze_bn: bool = False,  # keep BatchNorm statistics as they are
             beta: float = 0.9,        # smoothing of the loss
             device=None):             # where to sweep; None: where the model's parameters are
-    "Exponential LR sweep: rates, smoothed losses, climb and suggestion (climb_rule). Restores the weights."
+    "Exponential LR sweep: rates, smoothed losses and climb_rule's reading of them. Restores the weights."
     model.to(device if device is not None else next(model.parameters()).device)
     saved = copy.deepcopy(model.state_dict())
     params = [p for p in model.parameters() if p.requires_grad]
     sgd = optimizer == "sgd"
     opt = torch.optim.SGD(params, lr=start, momentum=0.9) if sgd else torch.optim.AdamW(params, lr=start)
     lrs = [start * (end / start) ** (i / max(1, steps - 1)) for i in range(steps)]
-    losses = _sweep(model, dl, loss_fn or nn.CrossEntropyLoss(), lrs, opt, freeze_bn, beta)
+    warmup = round(1 / (1 - beta))   # the smoothed loss spans about this many batches
+    losses = _sweep(model, dl, loss_fn or nn.CrossEntropyLoss(), lrs, opt, freeze_bn, beta, warmup)
     model.load_state_dict(saved)
     lrs = lrs[:len(losses)]
-    suggestion, climb = climb_rule(lrs, losses)
-    return dict(lrs=lrs, losses=losses, suggestion=suggestion, climb=climb)
+    return dict(lrs=lrs, losses=losses) | climb_rule(lrs, losses, warmup=warmup)
 
 # %% ../nbs/03_finetune.ipynb #73cad76b
 def plot_lr_find(res: dict,                   # lr_find's result
