@@ -177,10 +177,17 @@ def plot_lr_find(res: dict,                   # lr_find's result
     fig, ax = plt.subplots(figsize=(5, 3.2)) if ax is None else (ax.figure, ax)
     ax.plot(res["lrs"], res["losses"])
     ax.set_xscale("log")
+    if res.get("warmup"):   # the average still filling: no minimum taken there
+        w = res["warmup"]
+        ax.axvspan(res["lrs"][0], res["lrs"][w], color="0.92", label=f"first {w} rates")
+    if "limit" in res:
+        ax.axhline(res["limit"], c="C3", ls=":", lw=0.8, label=f"clearly above: {res['limit']:.2f}")
     if "climb" in res:
         ax.axvline(res["climb"], c="C3", ls="-", lw=0.8, label=f"climbs at {res['climb']:.1e}")
-    ax.axvline(res["suggestion"], c="C1", ls="--", label=f"suggested {res['suggestion']:.1e}")
-    if chosen:
+    same = chosen is not None and math.isclose(chosen, res["suggestion"], rel_tol=1e-6)
+    suggested = f"suggested {res['suggestion']:.1e}" + (" = chosen" if same else "")
+    ax.axvline(res["suggestion"], c="C1", ls="--", label=suggested)
+    if chosen and not same:
         ax.axvline(chosen, c="C2", ls=":", label=f"chosen {chosen:.1e}")
     ax.set(xlabel="learning rate", ylabel="smoothed loss")
     ax.legend()
