@@ -353,14 +353,18 @@ def recipe_key(config,    # the recipe's config
     blob = json.dumps(dict(config=config_dict(config), **inputs), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-def card(config) -> str:  # a recipe's config
-    "The config one field a line, as a lesson shows it."
+def card(config,           # a recipe's config
+         columns: int = 3   # fields a line
+        ) -> str:
+    "The config as `field=value` cells, `columns` a line, as a lesson shows it."
     fields = dataclasses.asdict(config)
     shown = lambda v: f"{v:.4g}" if isinstance(v, float) else repr(v)   # 2.848e-06, not 2.848035868435802e-06
-    rows = [f"  {k:<16} {shown(v)}" for k, v in fields.items() if not isinstance(v, dict)]
-    nested = [f"  {k:<16} {type(getattr(config, k)).__name__}(...)"
-              for k, v in fields.items() if isinstance(v, dict)]
-    return "\n".join([type(config).__name__, *rows, *nested])
+    cells = [f"{k}={shown(v)}" for k, v in fields.items() if not isinstance(v, dict)]
+    cells += [f"{k}={type(getattr(config, k)).__name__}(...)" for k, v in fields.items() if isinstance(v, dict)]
+    width = max(map(len, cells)) + 2
+    rows = ["  " + "".join(c.ljust(width) for c in cells[i:i + columns]).rstrip()
+            for i in range(0, len(cells), columns)]
+    return "\n".join([type(config).__name__, *rows])
 
 class ConfigMismatch(ValueError):
     "A saved result was made with another config than the one asked for."

@@ -23,10 +23,10 @@ from .core import PROFILES, atomic_write, check_overrides, locked, pick_profile,
 from .core import read_results
 
 # %% auto #0
-__all__ = ['NO_UNSEEN', 'lesson_notebooks', 'fingerprint', 'photos_key', 'lesson_parameters', 'RunError', 'LessonFailed',
-           'run_lesson', 'run_pipeline', 'photo_counts', 'results_markdown', 'main_run_markdown', 'pays_markdown',
-           'update_readme', 'publish_run', 'lesson_times_markdown', 'repo_links', 'sync_repo_url', 'train_recipe',
-           'main']
+__all__ = ['LOG_LIMIT', 'NO_UNSEEN', 'lesson_notebooks', 'fingerprint', 'photos_key', 'lesson_parameters', 'output_noise',
+           'RunError', 'LessonFailed', 'run_lesson', 'run_pipeline', 'photo_counts', 'results_markdown',
+           'main_run_markdown', 'pays_markdown', 'update_readme', 'publish_run', 'lesson_times_markdown', 'repo_links',
+           'sync_repo_url', 'train_recipe', 'main']
 
 # %% ../nbs/run.ipynb #757985e6
 def lesson_notebooks(nbs: Path) -> list[Path]:  # nbs/, or a run folder
@@ -116,6 +116,23 @@ def _without_bars(nb):  # an executed notebook, as nbformat reads it
             kept.append(o)
         cell["outputs"] = kept
     return nb
+
+# %% ../nbs/run.ipynb #c0de0131
+LOG_LIMIT = 40   # printed lines a lesson's outputs may hold: a page a reader reads, not a log
+_WARNED = re.compile(r"\b\w*Warning:|Traceback \(most recent call last\)")   # a skipped photo's OSError: no
+
+def output_noise(nb) -> list[str]:  # an executed notebook, as nbformat reads it
+    "What a reader should not meet in `nb`'s outputs: errors, tracebacks, warnings, more than LOG_LIMIT lines."
+    said, printed = [], 0
+    for i, cell in enumerate(nb.cells):
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "error":
+                said.append(f"cell {i}: {o.get('ename')}")
+            elif o.get("output_type") == "stream":
+                printed += len(o["text"].splitlines())
+                found = _WARNED.search(o["text"])
+                said += [f"cell {i}: {found.group(0).rstrip(':')} on {o['name']}"] if found else []
+    return said + ([f"{printed} printed lines, more than {LOG_LIMIT}"] if printed > LOG_LIMIT else [])
 
 # %% ../nbs/run.ipynb #c0de010b
 def _take_back(out: Path,      # the run folder
@@ -228,6 +245,10 @@ def run_lesson(nb: Path,          # the lesson notebook
     recorded = _summary(out, nb.stem, env.get("DOGCLF_RUN_ID", ""))
     said = f"; validation accuracy: {recorded}" if recorded else ""
     print(f"< {nb.name}: {time.time() - start:.0f} s{said}", flush=True)
+    import nbformat
+    noise = output_noise(nbformat.read(executed, as_version=4))   # what its reader should not meet
+    if noise:
+        print(f"  ! {nb.name}: {'; '.join(noise)}", file=sys.stderr, flush=True)
 
 # %% ../nbs/run.ipynb #c0de0111
 def _need_papermill():

@@ -447,7 +447,8 @@ def _save(checkpoint: Path, model: nn.Module, opt, sched, history: list, train_d
                     config=config)
 
 def _resume(checkpoint: Path | None, model: nn.Module, opt, sched, train_dl, config=None,
-            epochs: int | None = None) -> list:   # epochs: how many the run will train, for the message
+            epochs: int | None = None,   # how many the run will train, for the message
+            log=None) -> list:           # a file: the message goes there, beside the epochs; else to stderr
     "Restore what `_save` wrote to `checkpoint`, if it exists (refusing another config); returns the history."
     if not checkpoint or not Path(checkpoint).exists():
         return []
@@ -461,7 +462,12 @@ def _resume(checkpoint: Path | None, model: nn.Module, opt, sched, train_dl, con
     _set_rng_state(state["rng"], train_dl)
     done = len(state["history"])
     finished = f" of {epochs}: trained already by the same recipe" if epochs and done >= epochs else ""
-    print(f"resumed from {checkpoint} after epoch {done}{finished}", file=sys.stderr)
+    message = f"resumed from {checkpoint} after epoch {done}{finished}"
+    if log:
+        with open(log, "a") as f:
+            f.write(message + "\n")
+    else:
+        print(message, file=sys.stderr)
     return state["history"]
 
 # %% ../nbs/01_lenet.ipynb #88af028d
@@ -509,7 +515,7 @@ def fit(model: nn.Module,                # trained in place
     dtype = autocast_dtype(device) if amp else None
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     saved = config_dict(config) if config is not None else None
-    history = _resume(checkpoint, model, opt, sched, train_dl, config, epochs)
+    history = _resume(checkpoint, model, opt, sched, train_dl, config, epochs, log)
     if log and not history:   # a run from scratch starts a new log; a resumed one adds to it
         Path(log).unlink(missing_ok=True)
     for epoch in range(len(history) + 1, epochs + 1):

@@ -299,6 +299,10 @@ def test_smoke_pipeline_is_trustworthy(few_photos, tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["profile"] == "smoke" and res["data"] == str(few_photos.resolve())
     assert {"random_guess", "majority", "lenet"} <= set(res["stages"])
+    import nbformat
+    from dogclf.run import output_noise
+    for lesson in LESSONS:   # a reader meets no traceback, warning or epoch log
+        assert output_noise(nbformat.read(out / f"{lesson}.ipynb", as_version=4)) == [], lesson
     if "05_analysis" in LESSONS:   # the whole curriculum: every stage, and an export that matches PyTorch
         from dogclf.analysis import STAGES
         assert set(STAGES) <= set(res["stages"])
