@@ -23,18 +23,20 @@ from .train import log_loss, nll
 
 # %% auto #0
 __all__ = ['STAGES', 'TABLE_COLUMNS', 'PRETRAINED', 'LOOK_ALIKES', 'results_table', 'label_bars', 'plot_stages', 'stages_reading',
-           'plot_curves', 'confusion_reading', 'concentration_note', 'per_breed_report', 'worst_breed_reading',
-           'most_confused', 'photo_losses', 'noisy_labels', 'head_on_labels', 'last_conv', 'grad_cam', 'one_per_breed',
-           'confidence_bins', 'expected_calibration_error', 'apply_temperature', 'fit_temperature',
-           'held_out_calibration', 'temperature_spread', 'temperature_reading', 'WithNormalization', 'preprocess_spec',
-           'export_onnx', 'onnx_input', 'predict', 'model_card']
+           'plot_curves', 'curves_reading', 'confusion_reading', 'concentration_note', 'per_breed_report',
+           'worst_breed_reading', 'most_confused', 'photo_losses', 'noisy_labels', 'head_on_labels', 'last_conv',
+           'grad_cam', 'one_per_breed', 'confidence_bins', 'expected_calibration_error', 'apply_temperature',
+           'fit_temperature', 'held_out_calibration', 'temperature_spread', 'temperature_reading', 'WithNormalization',
+           'preprocess_spec', 'export_onnx', 'onnx_input', 'predict', 'model_card']
 
 # %% ../nbs/05_analysis.ipynb #631b13b0
 STAGES = ["random_guess", "majority", "lenet", "imagenet_head", "feature_extractor", "finetune", "ensemble"]
 TABLE_COLUMNS = ["model", "val_acc", "val_acc_unseen", "val_top5", "val_loss", "wall_s", "n_val", "n_unseen"]
 
 def _model_name(stage: dict) -> str:
-    "The architecture of a stage, or its members joined by '+' for an ensemble."
+    "The architecture of a stage, or for an ensemble the candidates its selection kept, joined by '+'."
+    if stage.get("weights"):   # lesson 04: e.g. 'tf_efficientnet_lite1 frozen' and 'tf_efficientnet_lite2 frozen'
+        return "+".join(stage["weights"])
     if "members" in stage:
         return "+".join(stage["members"])
     return stage.get("arch") or ""
@@ -175,6 +177,41 @@ def plot_curves(curves: dict,     # a stage's title -> its history (a list of ep
     fig.suptitle(title)
     return fig
 
+def curves_reading(curves: dict,       # a stage's title -> its history, as plot_curves takes it
+                   tol: float = 0.02   # a held-out loss within this share of its lowest counts as level
+                  ) -> str:
+    "What each row of the learning curves shows about the held-out loss, rendered from the histories."
+    said = []
+    for name, h in curves.items():
+        held = "choose" if "choose_loss" in h[0] else "val"
+        loss, first_train, last_train = [r[f"{held}_loss"] for r in h], h[0]["train_loss"], h[-1]["train_loss"]
+        best = int(np.argmin(loss))
+        level = next(i for i, v in enumerate(loss) if v <= loss[best] * (1 + tol))
+        if len(h) < 2:
+            text = "one epoch, no curve to read"
+        elif loss[-1] > loss[best] * (1 + tol):
+            text = (f"the held-out loss is lowest at epoch {h[best]['epoch']} ({loss[best]:.3f}) and ends at "
+                    f"{loss[-1]:.3f} while the training loss falls from {first_train:.3f} to {last_train:.3f}: "
+                    "after its best epoch it fits its training photos better without predicting new ones better, "
+                    "the start of overfitting (early stopping, lesson 01, keeps the best epoch)")
+        elif level == len(h) - 1:
+            text = (f"the held-out loss is still falling at the last epoch ({loss[-2]:.3f}, then {loss[-1]:.3f}): "
+                    "more epochs could help")
+        elif last_train >= loss[best]:
+            text = (f"the held-out loss levels off near {loss[best]:.3f} by epoch {h[level]['epoch']} with the "
+                    f"training loss no lower ({last_train:.3f}): the model is not memorising its photos, it cannot "
+                    "fit them better, which is underfitting")
+        else:
+            text = (f"the held-out loss comes within {tol:.0%} of its lowest ({loss[best]:.3f}) by epoch "
+                    f"{h[level]['epoch']} and stays there while the training loss goes on to {last_train:.3f}: "
+                    "the later epochs fit the training photos and change little on new ones")
+        if h[-1].get(f"{held}_acc", 0) > h[-1]["train_acc"]:
+            text += (f"; its held-out accuracy ends above its training accuracy ({h[-1][f'{held}_acc']:.1%} against "
+                     f"{h[-1]['train_acc']:.1%}) because the training figure is taken on augmented photos while the "
+                     "model is still changing, so the two are not comparable")
+        said.append(f"*{name}*: {text}.")
+    return "**Reading the curves.** " + " ".join(said)
+
 # %% ../nbs/05_analysis.ipynb #799323ad
 LOOK_ALIKES = {   # why two breeds are hard to tell apart, from breed descriptions: ImageWoof, Stanford Dogs
     frozenset({"beagle", "English foxhound"}):
@@ -227,23 +264,26 @@ def concentration_note(off, errors):
     "How much of the errors the five largest cells hold, against errors scattered at random over the cells."
     top5 = np.sort(off, axis=None)[::-1][:5].sum() / errors
     cells = off.shape[0] * (off.shape[0] - 1)
-    scatter = np.random.default_rng(0).multinomial(errors, [1 / cells] * cells, size=20)
-    chance = np.sort(scatter, axis=1)[:, -5:].sum(1).mean() / errors
+    scatter = np.random.default_rng(0).multinomial(errors, [1 / cells] * cells, size=400)
+    tops = np.sort(scatter, axis=1)[:, -5:].sum(1) / errors   # the five largest cells' share, 400 times
+    chance, reached = tops.mean(), (tops >= top5).mean()
     if errors <= 5:
         return (f" With only {errors} errors, five cells can hold all of them whatever the model does, "
                 "so this run cannot tell mistakes concentrated on a few look-alike pairs from mistakes "
                 "spread over many.")
     held = (f" The five largest cells hold {top5:.0%} of the errors; the same number of errors scattered at "
-            f"random over the {cells:,} cells would put about {chance:.0%} in the five largest.")
+            f"random over the {cells:,} cells would put about {chance:.0%} in the five largest, and "
+            + (f"{reached:.1%} of 400 such scatterings reach {top5:.0%}." if reached else
+               f"none of 400 such scatterings reaches {top5:.0%}."))
     if top5 > 0.5:
         return held + (" The mistakes are concentrated on a few pairs, the signature of look-alikes rather "
                        "than of a model that is weak everywhere.")
-    if top5 > 2 * chance:
-        return held + (" Most mistakes are spread over many pairs, yet the largest cells hold far more than "
-                       "chance would put there: a few pairs of look-alikes stand out (the list below names "
+    if reached < 0.01:   # beyond what chance gives, though most errors are elsewhere
+        return held + (" Most mistakes are spread over many pairs, yet the largest cells hold more than "
+                       "chance puts there: a few pairs of look-alikes stand out (the list below names "
                        "them), on top of errors scattered over many breeds.")
-    return held + (" That is close to chance: the mistakes are spread over many pairs, which points at a "
-                   "model that is weak everywhere rather than at a few hard pairs.")
+    return held + (" That is within what chance gives: the mistakes are scattered over many pairs of breeds "
+                   "rather than concentrated on a few hard ones.")
 
 # %% ../nbs/05_analysis.ipynb #7a3e5f10
 def per_breed_report(targets,              # true classes (N,)
@@ -567,7 +607,7 @@ def _card_overlap(f: dict) -> list:
                     f"training set. On them the model is right on {unseen:.1%} (±{two_se(unseen, m):.1%}), "
                     f"against {every:.1%} (±{two_se(every, n):.1%}) on all. The others may have been seen in "
                     "pretraining, so the overall figure may overstate accuracy on new photos; the first is "
-                    "the fairer estimate."]
+                    f"the fairer estimate, though on {m:,} photos its interval is wide."]
 
 def _card_failures(f: dict) -> list:
     "The card's known failure modes, from the run's confusions, weakest breed, label noise and calibration."
@@ -575,13 +615,16 @@ def _card_failures(f: dict) -> list:
     lines = [f"- Most confused: {pairs}." if pairs else "- No two breeds were confused on validation photos.",
              f"- Weakest breed: {f['weakest'][0]}, recall {f['weakest'][1]:.0%}."]
     if f.get("noise"):
-        levels = ", ".join(f"{p} % of the training labels flipped {a:.1%}" for p, a in f["noise"].items())
-        lines.append(f"- Label noise: with {levels} for a frozen head (lesson 05). The validation labels are "
-                     "ImageNet's own and may hold errors too: some mistakes above may be the label's.")
+        levels = "; ".join(f"{a:.1%} with " + (f"{p} % of its training labels flipped" if p else "the official labels")
+                           for p, a in f["noise"].items())
+        lines.append(f"- Label noise: a frozen head trained in lesson 05 on noisy copies of the training labels "
+                     f"scores {levels}. The validation labels are ImageNet's own and may hold errors too: some "
+                     "mistakes above may be the label's.")
     lines.append(f"- Calibration: expected calibration error {f['ece']:.3f} on the validation photos, with "
-                 "no temperature applied: " + ("close to calibrated, so a probability is roughly how often "
-                 "such an answer is right." if f["ece"] < 0.03 else "the probabilities are a ranking more "
-                 "than a promise."))
+                 "no temperature applied: on average over confidence bins, the stated probability and the share "
+                 f"of right answers differ by {f['ece']:.1%}. That average can hide a busy bin that is too sure "
+                 "(lesson 05's reliability diagram shows each bin), and confident mistakes still happen: read a "
+                 "probability as a ranking before a promise.")
     lines.append("- Always answers one of its breeds: a photo of another breed, a mixed breed, several dogs "
                  "or no dog gets a breed all the same, often with high confidence.")
     return lines
