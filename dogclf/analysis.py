@@ -35,7 +35,7 @@ TABLE_COLUMNS = ["model", "val_acc", "val_acc_unseen", "val_top5", "val_loss", "
 
 def _model_name(stage: dict) -> str:
     "The architecture of a stage, or for an ensemble the candidates its selection kept, joined by '+'."
-    if stage.get("weights"):   # lesson 04: e.g. 'tf_efficientnet_lite1 frozen' and 'tf_efficientnet_lite2 frozen'
+    if stage.get("weights"):   # lesson 04's selection, e.g. 'tf_efficientnet_lite1 frozen' and another
         return "+".join(stage["weights"])
     if "members" in stage:
         return "+".join(stage["members"])
@@ -184,31 +184,35 @@ def curves_reading(curves: dict,       # a stage's title -> its history, as plot
     said = []
     for name, h in curves.items():
         held = "choose" if "choose_loss" in h[0] else "val"
-        loss, first_train, last_train = [r[f"{held}_loss"] for r in h], h[0]["train_loss"], h[-1]["train_loss"]
+        loss = [r[f"{held}_loss"] for r in h]
+        first_train, last_train = h[0]["train_loss"], h[-1]["train_loss"]
         best = int(np.argmin(loss))
         level = next(i for i, v in enumerate(loss) if v <= loss[best] * (1 + tol))
         if len(h) < 2:
             text = "one epoch, no curve to read"
         elif loss[-1] > loss[best] * (1 + tol):
             text = (f"the held-out loss is lowest at epoch {h[best]['epoch']} ({loss[best]:.3f}) and ends at "
-                    f"{loss[-1]:.3f} while the training loss falls from {first_train:.3f} to {last_train:.3f}: "
-                    "after its best epoch it fits its training photos better without predicting new ones better, "
-                    "the start of overfitting (early stopping, lesson 01, keeps the best epoch)")
+                    f"{loss[-1]:.3f} while the training loss falls from {first_train:.3f} to "
+                    f"{last_train:.3f}: after its best epoch it fits its training photos better without "
+                    "predicting new ones better, the start of overfitting (early stopping, lesson 01, keeps "
+                    "the best epoch)")
         elif level == len(h) - 1:
-            text = (f"the held-out loss is still falling at the last epoch ({loss[-2]:.3f}, then {loss[-1]:.3f}): "
-                    "more epochs could help")
+            text = (f"the held-out loss is still falling at the last epoch ({loss[-2]:.3f}, then "
+                    f"{loss[-1]:.3f}): more epochs could help")
         elif last_train >= loss[best]:
-            text = (f"the held-out loss levels off near {loss[best]:.3f} by epoch {h[level]['epoch']} with the "
-                    f"training loss no lower ({last_train:.3f}): the model is not memorising its photos, it cannot "
-                    "fit them better, which is underfitting")
+            text = (f"the held-out loss levels off near {loss[best]:.3f} by epoch {h[level]['epoch']} with "
+                    f"the training loss no lower ({last_train:.3f}): the model is not memorising its photos, "
+                    "it cannot fit them better, which is underfitting")
         else:
             text = (f"the held-out loss comes within {tol:.0%} of its lowest ({loss[best]:.3f}) by epoch "
-                    f"{h[level]['epoch']} and stays there while the training loss goes on to {last_train:.3f}: "
-                    "the later epochs fit the training photos and change little on new ones")
+                    f"{h[level]['epoch']} and stays there while the training loss goes on to "
+                    f"{last_train:.3f}: the later epochs fit the training photos and change little on new "
+                    "ones")
         if h[-1].get(f"{held}_acc", 0) > h[-1]["train_acc"]:
-            text += (f"; its held-out accuracy ends above its training accuracy ({h[-1][f'{held}_acc']:.1%} against "
-                     f"{h[-1]['train_acc']:.1%}) because the training figure is taken on augmented photos while the "
-                     "model is still changing, so the two are not comparable")
+            text += (f"; its held-out accuracy ends above its training accuracy "
+                     f"({h[-1][f'{held}_acc']:.1%} against {h[-1]['train_acc']:.1%}) because the training "
+                     "figure is taken on augmented photos while the model is still changing, so the two are "
+                     "not comparable")
         said.append(f"*{name}*: {text}.")
     return "**Reading the curves.** " + " ".join(said)
 
@@ -615,16 +619,16 @@ def _card_failures(f: dict) -> list:
     lines = [f"- Most confused: {pairs}." if pairs else "- No two breeds were confused on validation photos.",
              f"- Weakest breed: {f['weakest'][0]}, recall {f['weakest'][1]:.0%}."]
     if f.get("noise"):
-        levels = "; ".join(f"{a:.1%} with " + (f"{p} % of its training labels flipped" if p else "the official labels")
-                           for p, a in f["noise"].items())
-        lines.append(f"- Label noise: a frozen head trained in lesson 05 on noisy copies of the training labels "
-                     f"scores {levels}. The validation labels are ImageNet's own and may hold errors too: some "
-                     "mistakes above may be the label's.")
+        levels = "; ".join(f"{a:.1%} with " + (f"{p} % of its training labels flipped" if p else
+                                               "the official labels") for p, a in f["noise"].items())
+        lines.append(f"- Label noise: a frozen head trained in lesson 05 on noisy copies of the training "
+                     f"labels scores {levels}. The validation labels are ImageNet's own and may hold errors "
+                     "too: some mistakes above may be the label's.")
     lines.append(f"- Calibration: expected calibration error {f['ece']:.3f} on the validation photos, with "
-                 "no temperature applied: on average over confidence bins, the stated probability and the share "
-                 f"of right answers differ by {f['ece']:.1%}. That average can hide a busy bin that is too sure "
-                 "(lesson 05's reliability diagram shows each bin), and confident mistakes still happen: read a "
-                 "probability as a ranking before a promise.")
+                 "no temperature applied: on average over confidence bins, the stated probability and "
+                 f"the share of right answers differ by {f['ece']:.1%}. That average can hide a busy bin "
+                 "that is too sure (lesson 05's reliability diagram shows each bin), and confident mistakes "
+                 "still happen: read a probability as a ranking before a promise.")
     lines.append("- Always answers one of its breeds: a photo of another breed, a mixed breed, several dogs "
                  "or no dog gets a breed all the same, often with high confidence.")
     return lines

@@ -360,7 +360,8 @@ def card(config,           # a recipe's config
     fields = dataclasses.asdict(config)
     shown = lambda v: f"{v:.4g}" if isinstance(v, float) else repr(v)   # 2.848e-06, not 2.848035868435802e-06
     cells = [f"{k}={shown(v)}" for k, v in fields.items() if not isinstance(v, dict)]
-    cells += [f"{k}={type(getattr(config, k)).__name__}(...)" for k, v in fields.items() if isinstance(v, dict)]
+    cells += [f"{k}={type(getattr(config, k)).__name__}(...)"   # a nested config: named, not unfolded
+              for k, v in fields.items() if isinstance(v, dict)]
     width = max(map(len, cells)) + 2
     rows = ["  " + "".join(c.ljust(width) for c in cells[i:i + columns]).rstrip()
             for i in range(0, len(cells), columns)]

@@ -345,7 +345,7 @@ def finetune_gradual(source: Source,                 # finetune_source(...)
     history, seconds = [], 0.0
     for i, (n, e) in enumerate(zip(gradual_stages(config.groups, n_stages), per_stage)):
         stage_file = checkpoint and checkpoint.with_name(f"{checkpoint.stem}-stage{i}{checkpoint.suffix}")
-        stage_log = log and Path(log).with_name(f"{Path(log).stem}-stage{i}{Path(log).suffix}")   # one a stage
+        stage_log = log and Path(log).with_name(f"{Path(log).stem}-stage{i}{Path(log).suffix}")   # a stage's
         step = replace(config, strategy="partial", groups=n, epochs=e)
         hist, secs = finetune(source, step, stage_file, log=stage_log)
         history += [r | dict(epoch=len(history) + j + 1, stage=i, groups=n) for j, r in enumerate(hist)]

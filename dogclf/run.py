@@ -122,7 +122,7 @@ LOG_LIMIT = 40   # printed lines a lesson's outputs may hold: a page a reader re
 _WARNED = re.compile(r"\b\w*Warning:|Traceback \(most recent call last\)")   # a skipped photo's OSError: no
 
 def output_noise(nb) -> list[str]:  # an executed notebook, as nbformat reads it
-    "What a reader should not meet in `nb`'s outputs: errors, tracebacks, warnings, more than LOG_LIMIT lines."
+    "What a reader should not meet in `nb`'s outputs: errors, tracebacks, warnings, over LOG_LIMIT lines."
     said, printed = [], 0
     for i, cell in enumerate(nb.cells):
         for o in cell.get("outputs", []):
