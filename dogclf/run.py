@@ -196,7 +196,7 @@ def _execute(nb: Path,          # the lesson notebook
              out: Path,         # the run folder
              parameters: dict,  # values for its parameters cell
              env: dict):        # environment for its kernel
-    "Run `nb` with papermill; only a run that finishes becomes `out`/`nb.name`."
+    "Run `nb` with papermill; only a run that finishes becomes `out`/`nb.name`. Returns its output_noise."
     import papermill as pm
     running, failed = out / f".{nb.stem}.running.ipynb", out / f"{nb.stem}.failed.ipynb"
     before = read_results(out)["stages"]
@@ -214,8 +214,10 @@ def _execute(nb: Path,          # the lesson notebook
     except BaseException as e:
         raise _failure(nb, e, failed, give_up()) from None
     import nbformat
-    nbformat.write(_without_bars(nbformat.read(running, as_version=4)), running)   # the console's
+    executed = _without_bars(nbformat.read(running, as_version=4))   # the console's
+    nbformat.write(executed, running)
     os.replace(running, out / nb.name)
+    return output_noise(executed)   # what its reader should not meet
 
 # %% ../nbs/run.ipynb #33da0c13
 def _summary(out: Path,      # the run folder
@@ -239,14 +241,12 @@ def run_lesson(nb: Path,          # the lesson notebook
     done.unlink(missing_ok=True)   # a lesson that has started is not complete until it finishes
     print(f"> {nb.name}", flush=True)
     start = time.time()
-    _execute(nb, out, parameters, env | dict(DOGCLF_LESSON=nb.stem))
+    noise = _execute(nb, out, parameters, env | dict(DOGCLF_LESSON=nb.stem))
     (out / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
     atomic_write(done, json.dumps(dict(fingerprint=key, wall_s=round(time.time() - start, 1))))
     recorded = _summary(out, nb.stem, env.get("DOGCLF_RUN_ID", ""))
     said = f"; validation accuracy: {recorded}" if recorded else ""
     print(f"< {nb.name}: {time.time() - start:.0f} s{said}", flush=True)
-    import nbformat
-    noise = output_noise(nbformat.read(executed, as_version=4))   # what its reader should not meet
     if noise:
         print(f"  ! {nb.name}: {'; '.join(noise)}", file=sys.stderr, flush=True)
 

@@ -448,7 +448,7 @@ def _save(checkpoint: Path, model: nn.Module, opt, sched, history: list, train_d
 
 def _resume(checkpoint: Path | None, model: nn.Module, opt, sched, train_dl, config=None,
             epochs: int | None = None,   # how many the run will train, for the message
-            log=None) -> list:           # a file: the message goes there, beside the epochs; else to stderr
+            log=None) -> list:           # a file: the message also goes there, beside the epochs
     "Restore what `_save` wrote to `checkpoint`, if it exists (refusing another config); returns the history."
     if not checkpoint or not Path(checkpoint).exists():
         return []
@@ -463,11 +463,10 @@ def _resume(checkpoint: Path | None, model: nn.Module, opt, sched, train_dl, con
     done = len(state["history"])
     finished = f" of {epochs}: trained already by the same recipe" if epochs and done >= epochs else ""
     message = f"resumed from {checkpoint} after epoch {done}{finished}"
-    if log:
+    if log:   # the run's log keeps the whole story; the console (stderr) hears it either way
         with open(log, "a") as f:
             f.write(message + "\n")
-    else:
-        print(message, file=sys.stderr)
+    print(message, file=sys.stderr)
     return state["history"]
 
 # %% ../nbs/01_lenet.ipynb #88af028d
