@@ -616,6 +616,8 @@ def _card_overlap(f: dict) -> list:
 def _card_failures(f: dict) -> list:
     "The card's known failure modes, from the run's confusions, weakest breed, label noise and calibration."
     pairs = "; ".join(f"{t} taken for {p} ({k} photos)" for t, p, k in f["confused"])
+    if f.get("tied"):   # pairs as confused as the last one listed, left out
+        pairs += f"; {f['tied']} more pairs also with {f['confused'][-1][2]} photos each"
     lines = [f"- Most confused: {pairs}." if pairs else "- No two breeds were confused on validation photos.",
              f"- Weakest breed: {f['weakest'][0]}, recall {f['weakest'][1]:.0%}."]
     if f.get("noise"):
