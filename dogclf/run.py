@@ -25,8 +25,8 @@ from .core import read_results
 # %% auto #0
 __all__ = ['LOG_LIMIT', 'NO_UNSEEN', 'lesson_notebooks', 'fingerprint', 'photos_key', 'lesson_parameters', 'output_noise',
            'RunError', 'LessonFailed', 'run_lesson', 'run_pipeline', 'photo_counts', 'results_markdown',
-           'main_run_markdown', 'pays_markdown', 'update_readme', 'publish_run', 'lesson_times_markdown', 'repo_links',
-           'sync_repo_url', 'train_recipe', 'main']
+           'main_run_markdown', 'pays_markdown', 'update_readme', 'stale_lessons', 'publish_run',
+           'lesson_times_markdown', 'repo_links', 'sync_repo_url', 'train_recipe', 'main']
 
 # %% ../nbs/run.ipynb #757985e6
 def lesson_notebooks(nbs: Path) -> list[Path]:  # nbs/, or a run folder
@@ -467,12 +467,26 @@ def update_readme(readme: Path,            # the README.md to edit in place
     i, j = text.index(start) + len(start), text.index(end)
     atomic_write(readme, text[:i] + "\n" + section.strip("\n") + "\n" + text[j:])
 
+# %% ../nbs/run.ipynb #c0de0141
+def _cells(nb: Path) -> list:
+    "(kind, source) of each cell of a notebook file, papermill's injected parameters cell left out."
+    cells = json.loads(Path(nb).read_text()).get("cells", [])
+    return [(c["cell_type"], "".join(c["source"])) for c in cells
+            if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+
+def stale_lessons(folder: Path,        # executed lessons: a run folder or a published results/ folder
+                  nbs: Path | None = None) -> list[str]:  # the lessons' sources; default the project's nbs/
+    "The executed lessons in `folder` whose cells differ from their notebook in `nbs`."
+    nbs = Path(nbs or project_root() / "nbs")
+    return [nb.stem for nb in lesson_notebooks(Path(folder)) if _cells(nb) != _cells(nbs / nb.name)]
+
+
 # %% ../nbs/run.ipynb #1eeca913
 def publish_run(out: Path,                # a run folder
                 dest: Path | None = None,  # where to copy it; default results/<profile>
                 readme: bool = False,      # also rewrite README's results and copy the figures into static/
                 section: str = "results",  # README's section, between <!-- section:start/end -->
-                partial: bool = False):    # publish a run some of whose lessons failed or did not run
+                partial: bool = False):    # publish a run with lessons that failed, did not run or are stale
     "Copy a run's results.json (with lesson wall times), executed lessons and figures into the repository."
     out, root = Path(out), project_root()
     res = read_results(out)
@@ -481,10 +495,12 @@ def publish_run(out: Path,                # a run folder
     failed = sorted(p.name.split(".")[0] for p in out.glob("*.failed.ipynb"))
     done = {p.stem for p in (out / ".done").glob("*.json")}
     missing = [nb.stem for nb in lesson_notebooks(root / "nbs") if nb.stem not in done]
-    if (failed or missing) and not partial:
+    stale = stale_lessons(out, root / "nbs")   # executed from notebooks that have changed since
+    if (failed or missing or stale) and not partial:
         raise RunError(f"{out} is not a finished run (failed: {', '.join(failed) or 'none'}; not finished: "
-                       f"{', '.join(missing) or 'none'}): rerun `dogclf run` until every lesson finishes, or "
-                       "publish it as it is with --partial")
+                       f"{', '.join(missing) or 'none'}; executed from an older notebook: "
+                       f"{', '.join(stale) or 'none'}): rerun `dogclf run` until every lesson finishes (it "
+                       "reruns a lesson whose notebook changed), or publish it as it is with --partial")
     dest = Path(dest or root / "results" / res["profile"])
     for nb in lesson_notebooks(out):
         atomic_write(dest / nb.name, nb.read_bytes())
@@ -626,7 +642,7 @@ def _parser() -> argparse.ArgumentParser:
     pb.add_argument("--readme", action="store_true",
                     help="also rewrite README's results and copy the figures into static/")
     pb.add_argument("--partial", action="store_true",
-                    help="publish a run some of whose lessons failed or did not run")
+                    help="publish a run some of whose lessons failed, did not run or ran older notebooks")
     pb.add_argument("--section", default="results",
                     help="README section to rewrite (default: results; only its figures go to static/)")
     return ap
