@@ -478,8 +478,8 @@ def stale_lessons(folder: Path,        # executed lessons: a run folder or a pub
                   nbs: Path | None = None) -> list[str]:  # the lessons' sources; default the project's nbs/
     "The executed lessons in `folder` whose cells differ from their notebook in `nbs`."
     nbs = Path(nbs or project_root() / "nbs")
-    return [nb.stem for nb in lesson_notebooks(Path(folder)) if _cells(nb) != _cells(nbs / nb.name)]
-
+    return [nb.stem for nb in lesson_notebooks(Path(folder))
+            if not (nbs / nb.name).exists() or _cells(nb) != _cells(nbs / nb.name)]
 
 # %% ../nbs/run.ipynb #1eeca913
 def publish_run(out: Path,                # a run folder
