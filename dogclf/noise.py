@@ -121,5 +121,7 @@ def paired_seeds(rights_a,  # per seed of model A: which photos it got right (a 
     n = len(d)
     better, worse = int((d > 0).sum()), int((d < 0).sum())
     p_value = binomtest(better, better + worse, p=0.5).pvalue if better + worse else 1.0
-    return dict(gain=float(d.mean()), two_se=float(2 * d.std(ddof=1) / math.sqrt(n)) if n >= 2 else 0.0,
+    # the gain from whole counts of right answers, so that a tie is exactly 0 (not -1e-18 from adding thirds)
+    gain = (a.sum() * len(b) - b.sum() * len(a)) / (len(a) * len(b) * n)
+    return dict(gain=float(gain), two_se=float(2 * d.std(ddof=1) / math.sqrt(n)) if n >= 2 else 0.0,
                 p_value=float(p_value), better=better, worse=worse, n=n, seeds_a=len(a), seeds_b=len(b))

@@ -430,8 +430,11 @@ def main_run_markdown(stage: dict) -> str:  # results.json's finetune stage
             + f", {stage.get('strategy', '?')}, {len(seeds)} seeds: "
             f"{accs}) against the frozen head of the same backbone on the same photos "
             f"({_pct(seeds[0]['frozen_val_acc'])}): a paired gain of {gain(paired)}")
-    unseen = stage.get("paired_unseen")
-    return text + (f"; on the {unseen['n']} never-in-ImageNet photos {gain(unseen)}." if unseen else ".")
+    unseen, control = stage.get("paired_unseen"), stage.get("paired_control")
+    text += f"; on the {unseen['n']} never-in-ImageNet photos {gain(unseen)}." if unseen else "."
+    return text + (f" Against the control at the same budget (the head alone trained like the main run, "
+                   f"{_pct(stage['control_val_acc'])}), what moving the backbone adds: {gain(control)}."
+                   if control else "")
 
 def pays_markdown(stage: dict) -> str:  # results.json's finetune stage
     "Lesson 03's 'when does fine-tuning pay?' rows as a table, each gain judged against two standard errors."

@@ -423,10 +423,11 @@ def test_gpu_profile_code_path_on_cpu(woof, tmp_path):
     assert ft["accum_steps"] == 2 and ft["batch_size"] == 6   # gradient accumulation: two batches of 6 per optimiser step
     assert ft["arch"] == lite[1] and ft["config"]["frozen"]["img_size"] == 96   # ft_arch and ft_img_size
     assert {row["run"] for row in ft["comparison"]} >= {
-        "frozen stage (lesson 02)", "partial, discriminative", "freeze", "partial, one rate", "full, discriminative",
+        f"frozen stage ({lite[1]} at 96 px)", "freeze, the main run's budget", "partial, discriminative", "freeze", "partial, one rate", "full, discriminative",
         "full, one rate", "gradual unfreezing, discriminative", "full, discriminative, BatchNorm follows the batches",
         "full, one rate, random initialisation", "full, discriminative, BatchNorm re-estimated after",
         "full, discriminative, MixUp"}   # every strategy of issues 14 and 28, on the same photos
+    assert all("control_val_acc" in s for s in ft["seeds"]) and ft["paired_control"]["two_se"] >= 0   # the control
     compared = [row for row in ft["comparison"] if row["seeds"]]
     assert {row["steps"] for row in compared} == {4} and all(row["paired_two_se"] is not None for row in compared)
     assert [r["photos_per_class"] for r in ft["when_it_pays"]] == [1, 2, 2]   # the small-data curve, then the shift
