@@ -39,7 +39,9 @@ def _model_name(stage: dict) -> str:
         return "+".join(stage["weights"])
     if "members" in stage:
         return "+".join(stage["members"])
-    return stage.get("arch") or ""
+    config = stage.get("config") or {}
+    size = (config.get("frozen") or config).get("img_size")   # lesson 03's config holds its frozen stage's
+    return (stage.get("arch") or "") + (f" at {size} px" if size and stage.get("arch") else "")
 
 def results_table(results: dict) -> pd.DataFrame:  # the content of results.json
     "One row per recorded stage in curriculum order (an empty table with the same columns if none is)."
@@ -102,20 +104,18 @@ def _gaps_reading(table: pd.DataFrame, steps: list) -> str:   # steps: the pretr
     big = [name for name, gap in gaps.items() if abs(gap) > noise]
     def shown(name):   # a gap, and the backbones where they change
         a, b = pairs[name]
-        return f"{name} {gaps[name]:+.1%}" + (f" (backbone changes: {models[a]} → {models[b]})"
+        return f"{name} {gaps[name]:+.1%}" + (f" (the model changes: {models[a]} → {models[b]})"
                                               if name in changed else "")
     text = (f" Between neighbouring pretrained stages the gaps are: {'; '.join(map(shown, gaps))}. Two "
             f"standard errors of the difference of two accuracies near {p:.1%} on {n:,} photos are "
             f"±{noise:.1%}, so ")
-    if not big:
-        return text + ("none of these gaps is larger than the noise: the table does not rank the "
-                       "pretrained stages.")
     rest = ", and the rest are not." if len(big) < len(gaps) else "."
-    text += f"{', '.join(big)} {'is' if len(big) == 1 else 'are'} larger than the noise{rest}"
-    if set(changed) & set(big):
-        text += (" Where the backbone changes between two rows, the gap is the two models' difference, "
-                 "not what the later step buys: lesson 03 pairs fine-tuning with the frozen head of its own "
-                 "backbone.")
+    text += (f"{', '.join(big)} {'is' if len(big) == 1 else 'are'} larger than the noise{rest}" if big else
+             "none of these gaps is larger than the noise: the table does not rank the pretrained stages.")
+    if changed:   # e.g. lesson 02's head at the backbone's size against lesson 03's run at a smaller one
+        text += (" Where the backbone or its input size changes between two rows, the gap is the two "
+                 "models' difference, not what the later step buys: lesson 03 pairs fine-tuning with the "
+                 "frozen head of its own backbone at its own size.")
     return text
 
 def stages_reading(table: pd.DataFrame) -> str:  # results_table(...)
@@ -129,6 +129,11 @@ def stages_reading(table: pd.DataFrame) -> str:  # results_table(...)
         text += (f" Pretraining is the big step: LeNet, trained from scratch on these photos, reaches "
                  f"{acc['lenet']:.1%}; the ImageNet classifier, which trains nothing here, "
                  f"{acc['imagenet_head']:.1%}.")
+        if "feature_extractor" in acc and acc["imagenet_head"] > acc["feature_extractor"]:
+            text += (" That untrained classifier beats the head trained in lesson 02 on the same features: "
+                     "ImageNet's rows for these breeds were trained on up to 1,300 ImageNet photos per breed "
+                     "(most of these report photos among them), lesson 02's head from random numbers on this "
+                     "run's few training photos.")
         if "n_unseen" in table and not table["n_unseen"].fillna(0).any():
             text += (" Read the pretrained figures with care: no validation photo here is known to be "
                      "absent from "
@@ -190,19 +195,25 @@ def curves_reading(curves: dict,       # a stage's title -> its history, as plot
         level = next(i for i, v in enumerate(loss) if v <= loss[best] * (1 + tol))
         if len(h) < 2:
             text = "one epoch, no curve to read"
+        elif len(h) == 2:
+            text = (f"two epochs only: the held-out loss {loss[0]:.3f} then {loss[1]:.3f}, the training loss "
+                    f"{first_train:.3f} then {last_train:.3f}, too short a curve to call a trend")
         elif loss[-1] > loss[best] * (1 + tol):
             text = (f"the held-out loss is lowest at epoch {h[best]['epoch']} ({loss[best]:.3f}) and ends at "
                     f"{loss[-1]:.3f} while the training loss falls from {first_train:.3f} to "
                     f"{last_train:.3f}: after its best epoch it fits its training photos better without "
-                    "predicting new ones better, the start of overfitting (early stopping, lesson 01, keeps "
-                    "the best epoch)")
+                    f"predicting new ones better, the start of overfitting (early stopping, lesson 01, would "
+                    f"keep epoch {h[best]['epoch']})")
         elif level == len(h) - 1:
             text = (f"the held-out loss is still falling at the last epoch ({loss[-2]:.3f}, then "
                     f"{loss[-1]:.3f}): more epochs could help")
         elif last_train >= loss[best]:
-            text = (f"the held-out loss levels off near {loss[best]:.3f} by epoch {h[level]['epoch']} with "
-                    f"the training loss no lower ({last_train:.3f}): the model is not memorising its photos, "
-                    "it cannot fit them better, which is underfitting")
+            creeping = (f"is still creeping down at the last epoch, its lowest ({loss[-1]:.3f}), within "
+                        f"{tol:.0%} of it since epoch {h[level]['epoch']},")
+            text = ("the held-out loss " + (creeping if best == len(h) - 1 else
+                                            f"levels off near {loss[best]:.3f} by epoch {h[level]['epoch']}")
+                    + f" with the training loss no lower ({last_train:.3f}): the model fits its own "
+                    "photos no better than new ones, which is underfitting")
         else:
             text = (f"the held-out loss comes within {tol:.0%} of its lowest ({loss[best]:.3f}) by epoch "
                     f"{h[level]['epoch']} and stays there while the training loss goes on to "
@@ -308,14 +319,18 @@ def worst_breed_reading(per_breed, train_counts, cm, breeds):
     worst = per_breed.index[0]
     row = per_breed.loc[worst]
     photos = int(row["photos"])
-    text = (f"**Reading the results.** The worst-recall breed is **{worst}**: {row['recall']:.0%} of its "
+    tied = [b for b in per_breed.index[1:] if per_breed.loc[b, "recall"] == row["recall"]]
+    text = (f"**Reading the results.** The worst-recall breed is **{worst}**"
+            + (f" (tied with {', '.join(tied)})" if tied else "") + f": {row['recall']:.0%} of its "
             f"{photos} validation photos recognised (precision {row['precision']:.0%}).")
     wrong = cm[breeds.index(worst)].copy()
     wrong[breeds.index(worst)] = 0
     if wrong.sum():
         text += f" Its photos were most often taken for {breeds[int(wrong.argmax())]} ({int(wrong.max())})."
-    if 0 < photos < 30:
-        text += f" With {photos} photos one photo moves its recall by {1 / photos:.0%}: a noisy ranking."
+    if photos:   # a recall on a few dozen photos is a noisy number, and so is a ranking of breeds by it
+        noise = two_se(row["recall"], photos)
+        text += (f" On {photos} photos a recall has two standard errors of about ±{noise:.0%} and one photo "
+                 f"moves it by {1 / photos:.0%}: the ranking of the weakest breeds is noisy.")
     mine, median = int(train_counts[worst]), float(train_counts.drop(worst).median())
     if train_counts.nunique() == 1:
         return text + (f" Every breed has {mine} training photos in this run, so the training count cannot "
@@ -611,7 +626,16 @@ def _card_overlap(f: dict) -> list:
                     f"training set. On them the model is right on {unseen:.1%} (±{two_se(unseen, m):.1%}), "
                     f"against {every:.1%} (±{two_se(every, n):.1%}) on all. The others may have been seen in "
                     "pretraining, so the overall figure may overstate accuracy on new photos; the first is "
-                    f"the fairer estimate, though on {m:,} photos its interval is wide."]
+                    f"the less inflated estimate, though on {m:,} photos its interval is wide."]
+
+def _weakest_line(f: dict) -> str:
+    "The card's weakest breed: (name, recall) or (name, recall, photos), the breeds tied with it, the noise."
+    name, recall, photos = (*f["weakest"], None)[:3]
+    tied = f.get("weakest_tied") or []
+    also = f" (tied with {', '.join(tied)})" if tied else ""
+    return (f"- Weakest breed: {name}{also}, recall {recall:.0%}"
+            + (f" on {photos} photos (±{two_se(recall, photos):.0%}): with so few, the ranking of the "
+               "weakest breeds is noisy." if photos else "."))
 
 def _card_failures(f: dict) -> list:
     "The card's known failure modes, from the run's confusions, weakest breed, label noise and calibration."
@@ -619,7 +643,7 @@ def _card_failures(f: dict) -> list:
     if f.get("tied"):   # pairs as confused as the last one listed, left out
         pairs += f"; {f['tied']} more pairs also with {f['confused'][-1][2]} photos each"
     lines = [f"- Most confused: {pairs}." if pairs else "- No two breeds were confused on validation photos.",
-             f"- Weakest breed: {f['weakest'][0]}, recall {f['weakest'][1]:.0%}."]
+             _weakest_line(f)]
     if f.get("noise"):
         levels = "; ".join(f"{a:.1%} with " + (f"{p} % of its training labels flipped" if p else
                                                "the official labels") for p, a in f["noise"].items())
