@@ -463,10 +463,11 @@ def _resume(checkpoint: Path | None, model: nn.Module, opt, sched, train_dl, con
     done = len(state["history"])
     finished = f" of {epochs}: trained already by the same recipe" if epochs and done >= epochs else ""
     message = f"resumed from {checkpoint} after epoch {done}{finished}"
-    if log:   # the run's log keeps the whole story; the console (stderr) hears it either way
+    if log:   # the run's log keeps the whole story
         with open(log, "a") as f:
             f.write(message + "\n")
-    print(message, file=sys.stderr)
+    if not (log and finished):   # a finished run only loaded: its log says so; a lesson's reader needs no line
+        print(message, file=sys.stderr)
     return state["history"]
 
 # %% ../nbs/01_lenet.ipynb #88af028d
