@@ -466,7 +466,7 @@ def _resume(checkpoint: Path | None, model: nn.Module, opt, sched, train_dl, con
     if log:   # the run's log keeps the whole story
         with open(log, "a") as f:
             f.write(message + "\n")
-    if not (log and finished):   # a finished run only loaded: its log says so; a lesson's reader needs no line
+    if not (log and finished):   # a finished run, only loaded: its log says so
         print(message, file=sys.stderr)
     return state["history"]
 
