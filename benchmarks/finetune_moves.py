@@ -43,6 +43,7 @@ def main():
     p.add_argument("--lr", type=float, default=0.01, help="peak rate of the head's group")
     p.add_argument("--ratio", type=float, default=10, help="first trainable group learns lr / ratio (0: one rate)")
     p.add_argument("--bn", default="train", choices=["train", "frozen"])
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--mixup", type=float, default=0.0)
     p.add_argument("--aug", default="crop-flip", choices=["crop-flip", "trivial"],
@@ -76,6 +77,7 @@ def main():
     for seed in a.seeds:
         config = FinetuneConfig.from_settings(cfg, frozen=frozen, strategy=a.strategy, groups=a.groups, lr=a.lr,
                                               lr_ratio=a.ratio or None, epochs=a.epochs, bn=a.bn,
+                                              optimizer=a.optimizer,
                                               batch_size=a.batch, seed=seed, mixup=a.mixup,
                                               train_size=a.train_size or None, trivial_augment=a.aug == "trivial")
         t0 = time.time()
