@@ -118,7 +118,8 @@ def climb_rule(lrs: list,            # the sweep's rates, increasing
     limit = max(losses[best] * (1 + rise), losses[best] + floor)
     above = np.nonzero(~(losses[best:] <= limit))[0]   # NaN counts as above
     climb = float(lrs[best + above[0]] if len(above) else lrs[-1])
-    return dict(suggestion=climb / below, climb=climb, lowest=float(losses[best]), limit=float(limit),
+    return dict(suggestion=climb / below, climb=climb, lowest=float(losses[best]), lowest_at=float(lrs[best]),
+                limit=float(limit),
                 climbed=bool(len(above)), warmup=skip)
 
 # %% ../nbs/03_finetune.ipynb #7e006901
