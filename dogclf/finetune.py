@@ -119,8 +119,7 @@ def climb_rule(lrs: list,            # the sweep's rates, increasing
     above = np.nonzero(~(losses[best:] <= limit))[0]   # NaN counts as above
     climb = float(lrs[best + above[0]] if len(above) else lrs[-1])
     return dict(suggestion=climb / below, climb=climb, lowest=float(losses[best]), lowest_at=float(lrs[best]),
-                limit=float(limit),
-                climbed=bool(len(above)), warmup=skip)
+                limit=float(limit), climbed=bool(len(above)), warmup=skip)
 
 # %% ../nbs/03_finetune.ipynb #7e006901
 def _sweep(model, dl, loss_fn, lrs: list, opt, freeze_bn: bool, beta: float, warmup: int) -> list:
