@@ -78,14 +78,14 @@ def plot_stages(table,   # results_table(...)
         error = pd.Series([100 * two_se(a / 100, k) if k == k else 0.0 for a, k in zip(acc, n)],
                           index=acc.index)   # 0 where n_val was not recorded
         ax.barh(rows.index[::-1], acc, xerr=error, color="C0", ecolor="0.2", capsize=3,
-                label="all validation photos, ±2 standard errors")
+                label="all report photos, ±2 standard errors")
         if unseen.notna().any():
             ax.plot(unseen, rows.index[::-1], "o", c="C3", label="never in ImageNet training")
         low = 0 if k == 0 else max(0, np.floor(np.nanmin([acc.min(), unseen.min()])) - 2)
         label_bars(ax, acc, error, unseen, low)
         ax.set_xlim(low, 100)
         panel = "every stage" if k == 0 else "pretrained stages, zoomed"
-        ax.set(xlabel="validation accuracy (%)", title=panel)
+        ax.set(xlabel="report-split accuracy (%)", title=panel)
     handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
     fig.suptitle(title)
@@ -130,12 +130,16 @@ def stages_reading(table: pd.DataFrame) -> str:  # results_table(...)
                  f"{acc['lenet']:.1%}; the ImageNet classifier, which trains nothing here, "
                  f"{acc['imagenet_head']:.1%}.")
         if "feature_extractor" in acc and acc["imagenet_head"] > acc["feature_extractor"]:
-            text += (" That untrained classifier beats the head trained in lesson 02 on the same features: "
+            counts = table["n_val"].dropna()
+            noise = math.sqrt(2) * two_se(acc["imagenet_head"], int(counts.iloc[-1])) if len(counts) else 0.0
+            beats = acc["imagenet_head"] - acc["feature_extractor"] > noise
+            text += (" That untrained classifier " + ("beats" if beats else "is level, within noise, with")
+                     + " the head trained in lesson 02 on the same features: "
                      "ImageNet's rows for these breeds were trained on up to 1,300 ImageNet photos per breed "
                      "(most of these report photos among them), lesson 02's head from random numbers on this "
                      "run's few training photos.")
         if "n_unseen" in table and not table["n_unseen"].fillna(0).any():
-            text += (" Read the pretrained figures with care: no validation photo here is known to be "
+            text += (" Read the pretrained figures with care: no report photo here is known to be "
                      "absent from "
                      "ImageNet's training set, so the pretrained backbones may have seen some of them.")
         if "random_guess" in acc and acc["lenet"] <= acc["random_guess"] + 0.02:
@@ -167,11 +171,12 @@ def plot_curves(curves: dict,     # a stage's title -> its history (a list of ep
     for (ax_loss, ax_acc), (name, history) in zip(axes, curves.items()):
         epochs = [r["epoch"] for r in history]
         held_out = "choose" if "choose_acc" in history[0] else "val"   # lesson 01 chooses on the choice split
+        train = "train_eval" if "train_eval_acc" in history[0] else "train"   # measured like held-out, if kept
         for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
-            ax.plot(epochs, [r[f"train_{key}"] for r in history], "--o", c="C0", ms=3, mfc="none",
-                    label="training photos")
+            ax.plot(epochs, [r[f"{train}_{key}"] for r in history], "--o", c="C0", ms=3, mfc="none",
+                    label="training photos (LeNet: scored after each epoch; others: running mean while training)")
             ax.plot(epochs, [r[f"{held_out}_{key}"] for r in history], "-o", c="C1", ms=3,
-                    label="held-out photos (the choice split for LeNet, val/ for the others)")
+                    label="held-out photos (LeNet: the choice split; others: the report split)")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax_loss.set(ylabel="loss", title=f"{name}: loss")
         ax_acc.set(ylabel="accuracy", title=f"{name}: accuracy")
@@ -189,8 +194,9 @@ def curves_reading(curves: dict,       # a stage's title -> its history, as plot
     said = []
     for name, h in curves.items():
         held = "choose" if "choose_loss" in h[0] else "val"
+        train = "train_eval" if "train_eval_loss" in h[0] else "train"   # scored like the held-out photos
         loss = [r[f"{held}_loss"] for r in h]
-        first_train, last_train = h[0]["train_loss"], h[-1]["train_loss"]
+        first_train, last_train = h[0][f"{train}_loss"], h[-1][f"{train}_loss"]
         best = int(np.argmin(loss))
         level = next(i for i, v in enumerate(loss) if v <= loss[best] * (1 + tol))
         if len(h) < 2:
@@ -219,7 +225,7 @@ def curves_reading(curves: dict,       # a stage's title -> its history, as plot
                     f"{h[level]['epoch']} and stays there while the training loss goes on to "
                     f"{last_train:.3f}: the later epochs fit the training photos and change little on new "
                     "ones")
-        if h[-1].get(f"{held}_acc", 0) > h[-1]["train_acc"]:
+        if train == "train" and h[-1].get(f"{held}_acc", 0) > h[-1]["train_acc"]:
             text += (f"; its held-out accuracy ends above its training accuracy "
                      f"({h[-1][f'{held}_acc']:.1%} against {h[-1]['train_acc']:.1%}) because the training "
                      "figure is taken on augmented photos while the model is still changing, so the two are "
@@ -256,11 +262,11 @@ def confusion_reading(cm, breeds):
     "Where the errors of a confusion matrix lie, rendered from its values."
     errors = int(cm.sum() - np.trace(cm))
     if errors == 0:
-        return f"**Reading the results.** All {cm.sum():,} validation photos are on the diagonal."
+        return f"**Reading the results.** All {cm.sum():,} report photos are on the diagonal."
     off = cm - np.diag(np.diag(cm))
     i, j = np.unravel_index(off.argmax(), off.shape)
     a, b, k = breeds[i], breeds[j], len(breeds)
-    text = (f"**Reading the results.** Of {cm.sum():,} validation photos, {errors:,} are off the diagonal. "
+    text = (f"**Reading the results.** Of {cm.sum():,} report photos, {errors:,} are off the diagonal. "
             f"The largest cell holds **{off[i, j]}** {'photo' if off[i, j] == 1 else 'photos'} of {a} "
             f"taken for {b}, "
             f"{off[i, j] / errors:.0%} of all errors, where errors spread evenly over the {k * (k - 1):,} "
@@ -322,7 +328,7 @@ def worst_breed_reading(per_breed, train_counts, cm, breeds):
     tied = [b for b in per_breed.index[1:] if per_breed.loc[b, "recall"] == row["recall"]]
     text = (f"**Reading the results.** The worst-recall breed is **{worst}**"
             + (f" (tied with {', '.join(tied)})" if tied else "") + f": {row['recall']:.0%} of its "
-            f"{photos} validation photos recognised (precision {row['precision']:.0%}).")
+            f"{photos} report photos recognised (precision {row['precision']:.0%}).")
     wrong = cm[breeds.index(worst)].copy()
     wrong[breeds.index(worst)] = 0
     if wrong.sum():
@@ -390,7 +396,8 @@ def head_on_labels(stage: FrozenStage,        # lesson 02's stage: its cached pa
     features = replace(stage.features, train=replace(train, y=labels.repeat(len(train.y) // len(labels))))
     if rows is not None:
         features = held_out_features(features, *rows)
-    head, _ = frozen_head(stage.config, features, stage.model.get_classifier().out_features, log=False)
+    head, _ = frozen_head(stage.config, features, stage.model.get_classifier().out_features, lr=stage.head_lr,
+                          log=False)   # lesson 02's recipe, with the rate it chose
     with torch.no_grad():
         return head.eval()(features.valid.X).softmax(1)
 
@@ -500,7 +507,7 @@ def temperature_spread(probs: torch.Tensor, targets: torch.Tensor, draws: int = 
 # %% ../nbs/05_analysis.ipynb #0d584af8
 def temperature_reading(name: str,  # the model's name
                         c: dict,    # held_out_calibration's result (without "scaled")
-                        n: int):    # validation photos it was scored on
+                        n: int):    # report photos it was scored on
     "What a temperature fitted on the choice split does to model `name` on val/, judged against its noise."
     t, change, noise = c["temperature"], c["loss_change"], c["loss_change_two_se"]
     text = (f"**Reading the results.** The {name}'s temperature, fitted on the choice split, is "
@@ -514,7 +521,9 @@ def temperature_reading(name: str,  # the model's name
         return text + f"That repair is beyond noise: the {name} is {way}."
     if change > noise:
         return text + ("Scaling made `val/` worse beyond noise: the T fitted on the twins does not carry "
-                       "over to the models trained on all photos.")
+                       "over to the models trained on all photos. A twin is another model (a head and a "
+                       "fine-tuning run on fewer photos), and a temperature fits one model's confidence; the "
+                       "only other place to fit it here would be `val/`, which only reports.")
     return text + ("The change is within noise: on these photos the model shows no calibration error "
                    "that one temperature can repair, so read no direction into T.")
 
@@ -618,11 +627,11 @@ def _card_overlap(f: dict) -> list:
              "ImageNet's training photos of them shaped the features before this run saw a photo."]
     n, m = f["n_val"], f["n_unseen"]
     if not m:
-        return lines + ["- No validation photo is known to be absent from ImageNet's training set: some may "
+        return lines + ["- No report photo is known to be absent from ImageNet's training set: some may "
                         "have been seen in pretraining, so read the figures below as an upper bound for new "
                         "photos."]
     unseen, every = f["val_acc_unseen"], f["val_acc"]
-    return lines + [f"- Of the {n:,} validation photos, {m:,} are known never to have been in ImageNet's "
+    return lines + [f"- Of the {n:,} report photos, {m:,} are known never to have been in ImageNet's "
                     f"training set. On them the model is right on {unseen:.1%} (±{two_se(unseen, m):.1%}), "
                     f"against {every:.1%} (±{two_se(every, n):.1%}) on all. The others may have been seen in "
                     "pretraining, so the overall figure may overstate accuracy on new photos; the first is "
@@ -642,15 +651,15 @@ def _card_failures(f: dict) -> list:
     pairs = "; ".join(f"{t} taken for {p} ({k} photos)" for t, p, k in f["confused"])
     if f.get("tied"):   # pairs as confused as the last one listed, left out
         pairs += f"; {f['tied']} more pairs also with {f['confused'][-1][2]} photos each"
-    lines = [f"- Most confused: {pairs}." if pairs else "- No two breeds were confused on validation photos.",
+    lines = [f"- Most confused: {pairs}." if pairs else "- No two breeds were confused on report photos.",
              _weakest_line(f)]
     if f.get("noise"):
         levels = "; ".join(f"{a:.1%} with " + (f"{p} % of its training labels flipped" if p else
                                                "the official labels") for p, a in f["noise"].items())
         lines.append(f"- Label noise: a frozen head trained in lesson 05 on noisy copies of the training "
-                     f"labels scores {levels}. The validation labels are ImageNet's own and may hold errors "
+                     f"labels scores {levels}. The report split's labels are ImageNet's own and may hold errors "
                      "too: some mistakes above may be the label's.")
-    lines.append(f"- Calibration: expected calibration error {f['ece']:.3f} on the validation photos, with "
+    lines.append(f"- Calibration: expected calibration error {f['ece']:.3f} on the report photos, with "
                  "no temperature applied: on average over confidence bins, the stated probability and "
                  f"the share of right answers differ by {f['ece']:.1%}. That average can hide a busy bin "
                  "that is too sure (lesson 05's reliability diagram shows each bin), and confident mistakes "
@@ -676,13 +685,14 @@ def model_card(f: dict) -> str:  # the run's values: see the lesson's `facts` ce
              "course on transfer learning.",
              "- Not for other breeds, mixed breeds or other animals, and not for decisions about a real "
              "animal or person.", "", "## Training data",
-             f"- `{f['data']}`: {f['n_train']:,} training photos of {len(breeds)} breeds; {n:,} validation "
-             "photos that no model of the run trained on or was chosen with.",
+             f"- `{f['data']}`: {f['n_train']:,} training photos of {len(breeds)} breeds; {n:,} report "
+             "photos (" + (f"a sample of {f['val_per_class']} per breed from `val/`" if f.get("val_per_class")
+                           else "all of `val/`") + ") that no model of the run trained on or was chosen with.",
              *_card_overlap(f), "", "## Evaluation",
-             f"- Top-1 accuracy on the validation photos: **{acc:.1%}** (±{two_se(acc, n):.1%}, two standard "
+             f"- Top-1 accuracy on the report photos: **{acc:.1%}** (±{two_se(acc, n):.1%}, two standard "
              f"errors on {n:,} photos); top-5 {f['val_top5']:.1%}; log loss {f['val_loss']:.3f}.",
              f"- `model.onnx` in ONNX Runtime gives PyTorch's answer on {f['agree']:,} of {f['parity']:,} "
-             f"validation photos (logits within {f['max_diff']:.1e}).", "", "## Known failure modes",
+             f"report photos (logits within {f['max_diff']:.1e}).", "", "## Known failure modes",
              *_card_failures(f)]
     if f["stand_in"]:
         lines += ["", "**This is a stand-in model** (lesson 03 had not run in this folder): these are not "

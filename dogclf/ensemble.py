@@ -116,7 +116,7 @@ def held_out_stage(stage: FrozenStage,  # lesson 02's stage of the member's back
     imagenet = create_backbone(stage.config.arch).get_classifier() if stage.head_start == "imagenet" else None
     rows = imagenet_rows(imagenet, imagenet_indices(split.classes)) if imagenet is not None else None
     t0 = time.time()
-    head, history = frozen_head(stage.config, features, len(split.classes), rows=rows,
+    head, history = frozen_head(stage.config, features, len(split.classes), lr=stage.head_lr, rows=rows,
                                 drop_rate=getattr(stage.model, "drop_rate", 0.2), log=False)
     model = copy.deepcopy(stage.model)
     model.get_classifier().load_state_dict(head[1].state_dict())
