@@ -171,10 +171,10 @@ def plot_curves(curves: dict,     # a stage's title -> its history (a list of ep
     for (ax_loss, ax_acc), (name, history) in zip(axes, curves.items()):
         epochs = [r["epoch"] for r in history]
         held_out = "choose" if "choose_acc" in history[0] else "val"   # lesson 01 chooses on the choice split
-        train = "train_eval" if "train_eval_acc" in history[0] else "train"   # measured like held-out, if kept
+        train = "train_eval" if "train_eval_acc" in history[0] else "train"   # scored like held-out, if kept
         for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
             ax.plot(epochs, [r[f"{train}_{key}"] for r in history], "--o", c="C0", ms=3, mfc="none",
-                    label="training photos (LeNet: scored after each epoch; others: running mean while training)")
+                    label="training photos (LeNet: scored after each epoch; others: running mean)")
             ax.plot(epochs, [r[f"{held_out}_{key}"] for r in history], "-o", c="C1", ms=3,
                     label="held-out photos (LeNet: the choice split; others: the report split)")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -657,7 +657,8 @@ def _card_failures(f: dict) -> list:
         levels = "; ".join(f"{a:.1%} with " + (f"{p} % of its training labels flipped" if p else
                                                "the official labels") for p, a in f["noise"].items())
         lines.append(f"- Label noise: a frozen head trained in lesson 05 on noisy copies of the training "
-                     f"labels scores {levels}. The report split's labels are ImageNet's own and may hold errors "
+                     f"labels scores {levels}. The report split's labels are ImageNet's own and may hold "
+                     "errors "
                      "too: some mistakes above may be the label's.")
     lines.append(f"- Calibration: expected calibration error {f['ece']:.3f} on the report photos, with "
                  "no temperature applied: on average over confidence bins, the stated probability and "
@@ -687,7 +688,8 @@ def model_card(f: dict) -> str:  # the run's values: see the lesson's `facts` ce
              "animal or person.", "", "## Training data",
              f"- `{f['data']}`: {f['n_train']:,} training photos of {len(breeds)} breeds; {n:,} report "
              "photos (" + (f"a sample of {f['val_per_class']} per breed from `val/`" if f.get("val_per_class")
-                           else "all of `val/`") + ") that no model of the run trained on or was chosen with.",
+                           else "all of `val/`")
+             + ") that no model of the run trained on or was chosen with.",
              *_card_overlap(f), "", "## Evaluation",
              f"- Top-1 accuracy on the report photos: **{acc:.1%}** (±{two_se(acc, n):.1%}, two standard "
              f"errors on {n:,} photos); top-5 {f['val_top5']:.1%}; log loss {f['val_loss']:.3f}.",
