@@ -213,9 +213,9 @@ def lenet_parts(config: LenetConfig,
     return tuple([decoded[it] for it in part] for part in (fit_items, choose_items, sample))
 
 # %% ../nbs/01_lenet.ipynb #d204da6c
-def early_stopping_key(record: dict) -> tuple:  # one epoch of a history, with the choice split's numbers
-    "What early stopping maximises: choice-split accuracy, then lower choice-split log loss."
-    return record["choose_acc"], -record["choose_loss"]
+def early_stopping_key(record: dict) -> float:  # one epoch of a history, with the choice split's numbers
+    "What early stopping maximises: minus the choice split's log loss (the lower the loss, the better)."
+    return -record["choose_loss"]
 
 def chosen_epoch(history: list) -> int:
     "The epoch early stopping keeps: the best by `early_stopping_key`, the earliest of equals."
