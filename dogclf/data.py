@@ -20,12 +20,12 @@ from .core import atomic_write, file_digests, items_digest, progress
 
 # %% auto #0
 __all__ = ['NOISY_LABELS', 'DATASETS', 'IMAGE_EXTS', 'WOOF_BREEDS', 'Split', 'take_per_class', 'stratified_split',
-           'unseen_by_imagenet', 'noisy_labels', 'data_config', 'eval_transform', 'train_transform', 'ImageDataset',
-           'seed_worker', 'make_loader', 'denormalize', 'baselines', 'show_grid', 'ForkSafeLoader', 'init_worker',
-           'check_split', 'without_copies', 'load_split', 'decoded_photos', 'Archive', 'DatasetInfo', 'DownloadError',
-           'download', 'safe_extract', 'check_archive', 'count_photos', 'get_dataset', 'resolve_data', 'load_rgb',
-           'check_images', 'photo_listing', 'breed_name', 'image_files', 'class_folders', 'folder_items',
-           'detect_layout', 'broken_links', 'read_split']
+           'unseen_by_imagenet', 'noisy_labels', 'data_config', 'eval_transform', 'train_transform', 'denormalize',
+           'baselines', 'show_grid', 'augmented_views', 'describe_change', 'ImageDataset', 'seed_worker', 'make_loader',
+           'ForkSafeLoader', 'init_worker', 'check_split', 'without_copies', 'load_split', 'decoded_photos', 'Archive',
+           'DatasetInfo', 'DownloadError', 'download', 'safe_extract', 'check_archive', 'count_photos', 'get_dataset',
+           'resolve_data', 'load_rgb', 'check_images', 'photo_listing', 'breed_name', 'image_files', 'class_folders',
+           'folder_items', 'detect_layout', 'broken_links', 'read_split']
 
 # %% ../nbs/00_data.ipynb #84a7312c
 @dataclass
@@ -133,39 +133,6 @@ def train_transform(data_cfg: dict,               # a data config, as data_confi
                       T.ToTensor(),
                       T.Normalize(data_cfg["mean"], data_cfg["std"])])
 
-# %% ../nbs/00_data.ipynb #f1602f2d
-class ImageDataset(Dataset):
-    "`(path, label)` items (or `(PIL image, label)`, decoded already) as `(transformed image, label)`."
-    def __init__(self, items: list, tfm):
-        self.items = items
-        self.tfm = tfm
-    def __len__(self):
-        return len(self.items)
-    def __getitem__(self, i):
-        photo, label = self.items[i]
-        image = photo if isinstance(photo, Image.Image) else load_rgb(photo)
-        return self.tfm(image), label
-
-def seed_worker(worker_id: int):
-    "Seed NumPy and `random` in a DataLoader worker from torch's per-worker seed."
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-# %% ../nbs/00_data.ipynb #2dca5332
-def make_loader(items: list,             # (path, label) pairs
-                tfm,                     # transform from a PIL image to a tensor
-                batch_size: int = 64,
-                shuffle: bool = False,   # shuffle for training
-                workers: int = 2,        # loader processes, capped at the CPUs of this machine
-                seed: int = 42,          # seed of the shuffle and of the workers' augmentations
-                drop_last: bool = False) -> DataLoader:
-    "A seeded loader over `items` (a ForkSafeLoader), pinning memory when CUDA is used."
-    workers = min(workers, os.cpu_count() or 1)
-    return ForkSafeLoader(ImageDataset(items, tfm), batch_size=batch_size, shuffle=shuffle,
-                          num_workers=workers, worker_init_fn=init_worker, drop_last=drop_last,
-                          pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(seed))
-
 # %% ../nbs/00_data.ipynb #eb1beacc
 def denormalize(images: torch.Tensor,  # (C,H,W) or (N,C,H,W), as `Normalize(mean, std)` left them
                 data_cfg: dict):       # the data config whose mean and std normalised them
@@ -213,6 +180,74 @@ def show_grid(images: list,       # PIL images or (C,H,W) tensors
     fig.tight_layout()
     return fig
 
+# %% ../nbs/00_data.ipynb #06696af3
+_FACTORS = ("Brightness", "Color", "Contrast", "Sharpness")   # torchvision applies the factor 1 + magnitude
+
+def augmented_views(tfm,            # a transform of a PIL image, e.g. from train_transform
+                    image,          # a PIL image
+                    n: int = 8,     # how many views to draw
+                    seed: int = 42):  # torch's seed before the draws, so they repeat
+    "`n` draws of `tfm(image)` and the TrivialAugment change of each: (name, magnitude), or (why, None)."
+    from unittest import mock
+    import torchvision.transforms.autoaugment as autoaugment   # TrivialAugment changes a photo in _apply_op
+    apply_op, changes = autoaugment._apply_op, []
+    def recorded(img, op, magnitude, **kwargs):   # note the change and its strength, then make it
+        changes.append((op, magnitude))
+        return apply_op(img, op, magnitude, **kwargs)
+    torch.manual_seed(seed)
+    with mock.patch.object(autoaugment, "_apply_op", recorded):
+        views = [tfm(image) for _ in range(n)]
+    if len(changes) != n:   # no TrivialAugment, or a torchvision that no longer calls _apply_op
+        steps = getattr(tfm, "transforms", [tfm])   # a Compose's steps, or the transform itself
+        trivial = any(isinstance(t, autoaugment.TrivialAugmentWide) for t in steps)
+        changes = [("TrivialAugment, change not recorded" if trivial else "no TrivialAugment", None)] * n
+    return views, changes
+
+def describe_change(op: str,                   # the change's name, as augmented_views records it
+                    magnitude: float | None):  # its magnitude as drawn; None when not recorded
+    "A short title for one TrivialAugment change, with its strength as torchvision applies it."
+    if magnitude is None or op in ("Identity", "AutoContrast", "Equalize"):
+        return op
+    if op in _FACTORS:
+        return f"{op} ×{1 + magnitude:.2f}"
+    shown = {"Rotate": f"{magnitude:.3g}°", "Posterize": f"to {int(magnitude)} bits",
+             "Solarize": f"from {magnitude:.0f}", "TranslateX": f"{int(magnitude)} px",
+             "TranslateY": f"{int(magnitude)} px"}
+    return f"{op} {shown.get(op, f'{magnitude:.3g}')}"
+
+# %% ../nbs/00_data.ipynb #f1602f2d
+class ImageDataset(Dataset):
+    "`(path, label)` items (or `(PIL image, label)`, decoded already) as `(transformed image, label)`."
+    def __init__(self, items: list, tfm):
+        self.items = items
+        self.tfm = tfm
+    def __len__(self):
+        return len(self.items)
+    def __getitem__(self, i):
+        photo, label = self.items[i]
+        image = photo if isinstance(photo, Image.Image) else load_rgb(photo)
+        return self.tfm(image), label
+
+def seed_worker(worker_id: int):
+    "Seed NumPy and `random` in a DataLoader worker from torch's per-worker seed."
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+# %% ../nbs/00_data.ipynb #2dca5332
+def make_loader(items: list,             # (path, label) pairs
+                tfm,                     # transform from a PIL image to a tensor
+                batch_size: int = 64,
+                shuffle: bool = False,   # shuffle for training
+                workers: int = 2,        # loader processes, capped at the CPUs of this machine
+                seed: int = 42,          # seed of the shuffle and of the workers' augmentations
+                drop_last: bool = False) -> DataLoader:
+    "A seeded loader over `items` (a ForkSafeLoader), pinning memory when CUDA is used."
+    workers = min(workers, os.cpu_count() or 1)
+    return ForkSafeLoader(ImageDataset(items, tfm), batch_size=batch_size, shuffle=shuffle,
+                          num_workers=workers, worker_init_fn=init_worker, drop_last=drop_last,
+                          pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(seed))
+
 # %% ../nbs/00_data.ipynb #7c57572d
 class ForkSafeLoader(DataLoader):
     "A DataLoader whose worker processes start with the garbage collector off (`init_worker` turns it on)."
@@ -242,14 +277,14 @@ def check_split(split: Split,    # the photos a run will use
                          "put each class's photos in a sub-folder of its own")
     both = {Path(p).resolve() for p, _ in split.train} & {Path(p).resolve() for p, _ in split.valid}
     if both:
-        raise ValueError(f"{len(both)} photo(s){where} are in both the training and the validation split, "
+        raise ValueError(f"{len(both)} photo(s){where} are in both the training and the report split (val/), "
                          f"e.g. {sorted(both)[0]}: a photo belongs to one split only")
     train, valid = Counter(y for _, y in split.train), Counter(y for _, y in split.valid)
     short = [c for i, c in enumerate(split.classes) if train[i] < 2 or valid[i] < 1]
     if short:
         named = ", ".join(short[:5]) + (" and others" if len(short) > 5 else "")
         raise ValueError(f"too few photos{where} for {named}: each class needs at least 2 training photos "
-                         "and 1 validation photo (3 photos in a folder without its own validation split)")
+                         "and 1 report photo (val/; 3 in all in a folder without a report split of its own)")
     return split
 
 # %% ../nbs/00_data.ipynb #f473502b
