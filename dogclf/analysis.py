@@ -18,16 +18,16 @@ from .core import atomic_write
 from .data import load_rgb
 from .ensemble import held_out_features
 from .models import FrozenStage, frozen_head
-from .noise import two_se
+from .noise import photo_losses, two_se
 from .train import log_loss, nll
 
 # %% auto #0
 __all__ = ['STAGES', 'TABLE_COLUMNS', 'PRETRAINED', 'LOOK_ALIKES', 'results_table', 'label_bars', 'plot_stages', 'stages_reading',
            'plot_curves', 'curves_reading', 'confusion_reading', 'concentration_note', 'per_breed_report',
-           'worst_breed_reading', 'most_confused', 'photo_losses', 'noisy_labels', 'head_on_labels', 'last_conv',
-           'grad_cam', 'one_per_breed', 'confidence_bins', 'expected_calibration_error', 'apply_temperature',
-           'fit_temperature', 'held_out_calibration', 'temperature_spread', 'temperature_reading', 'WithNormalization',
-           'preprocess_spec', 'export_onnx', 'onnx_input', 'predict', 'model_card']
+           'worst_breed_reading', 'most_confused', 'noisy_labels', 'head_on_labels', 'last_conv', 'grad_cam',
+           'one_per_breed', 'confidence_bins', 'expected_calibration_error', 'apply_temperature', 'fit_temperature',
+           'held_out_calibration', 'temperature_spread', 'temperature_reading', 'WithNormalization', 'preprocess_spec',
+           'export_onnx', 'onnx_input', 'predict', 'model_card']
 
 # %% ../nbs/05_analysis.ipynb #631b13b0
 STAGES = ["random_guess", "majority", "lenet", "imagenet_head", "feature_extractor", "finetune", "ensemble"]
@@ -369,10 +369,6 @@ def most_confused(cm: np.ndarray,   # confusion matrix, rows true and columns pr
     return [(names[i], names[j], int(off[i, j])) for i, j in cells if off[i, j] > 0]
 
 # %% ../nbs/05_analysis.ipynb #acdd5948
-def photo_losses(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    "Each sample's log loss: minus the log of the probability of its true class."
-    return -probs[torch.arange(len(targets)), targets].clamp_min(1e-12).log()
-
 def noisy_labels(folder: Path,   # the photos' folder, where ImageWoof keeps noisy_imagewoof.csv
                  items: list,    # (path, label) pairs of photos in that folder
                  classes: list):  # class ids (ImageNet synsets) in label order

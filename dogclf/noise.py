@@ -10,7 +10,8 @@ import torch
 from scipy.stats import binomtest
 
 # %% auto #0
-__all__ = ['correct', 'two_se', 'significant', 'verdict', 'paired', 'over_seeds', 'plus_minus', 'paired_seeds']
+__all__ = ['correct', 'photo_losses', 'two_se', 'wilson', 'significant', 'verdict', 'paired', 'over_seeds', 'plus_minus',
+           'paired_seeds']
 
 # %% ../nbs/noise.ipynb #3b3229c4
 def correct(probs: torch.Tensor,    # (N, K) probabilities or logits, one row per photo
@@ -23,6 +24,13 @@ def correct(probs: torch.Tensor,    # (N, K) probabilities or logits, one row pe
         raise ValueError(f"correct needs probs (N, K) and targets (N,), got {shapes}")
     return probs.argmax(dim=1) == targets
 
+# %% ../nbs/noise.ipynb #a9c1e002
+def photo_losses(probs: torch.Tensor,    # (N, K) probabilities, one row per photo
+                 targets: torch.Tensor,  # (N,) the true class of each photo
+                ) -> torch.Tensor:       # (N,) each photo's log loss
+    "Each photo's log loss: minus the log of the probability given to its true class."
+    return -probs[torch.arange(len(targets)), targets].clamp_min(1e-12).log()
+
 # %% ../nbs/noise.ipynb #16fecd3f
 def two_se(acc: float,  # accuracy between 0 and 1
            n: int,      # photos it was measured on
@@ -32,6 +40,14 @@ def two_se(acc: float,  # accuracy between 0 and 1
         raise ValueError(f"two_se needs 0 <= acc <= 1 and n >= 0, got acc={acc}, n={n}")
     p = (acc * n + 2) / (n + 4)
     return 2 * math.sqrt(p * (1 - p) / (n + 4))
+
+# %% ../nbs/noise.ipynb #a9c1e005
+def wilson(acc: float,  # accuracy between 0 and 1
+           n: int,      # photos it was measured on
+          ) -> tuple:   # (low, high) of the 95 % interval
+    "(low, high) of a 95 % Wilson interval of an accuracy on `n` photos: inside 0 to 100 %, however few the photos."
+    ci = binomtest(round(acc * n), n).proportion_ci(0.95, method="wilson")
+    return ci.low, ci.high
 
 # %% ../nbs/noise.ipynb #13d7a547
 def significant(gain: float,             # difference of two accuracies
