@@ -74,12 +74,12 @@ def test_lesson_is_a_chapter(path):
 
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2].isdigit()], ids=lambda p: p.name)
 def test_hidden_cells_only_read(path):
-    "A collapsed cell (JupyterLab's source_hidden, `#| echo: false` in the docs) only renders a reading: it defines nothing."
+    "A collapsed cell (JupyterLab's source_hidden, `#| echo: false` in the docs) only renders a reading: no public def."
     for c in json.loads(path.read_text())["cells"]:
         if c["cell_type"] != "code" or not c.get("metadata", {}).get("jupyter", {}).get("source_hidden"):
             continue
         source = "".join(c["source"])
         assert source.startswith("#| echo: false"), f"{path.name} {c['id']}: collapsed but shown in the docs"
         tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))
-        defines = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+        defines = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name[0] != "_"]
         assert not defines and "#| export" not in source, f"{path.name} {c['id']}: a collapsed cell defines {defines}"
