@@ -45,7 +45,7 @@ def two_se(acc: float,  # accuracy between 0 and 1
 def wilson(acc: float,  # accuracy between 0 and 1
            n: int,      # photos it was measured on
           ) -> tuple:   # (low, high) of the 95 % interval
-    "(low, high) of a 95 % Wilson interval of an accuracy on `n` photos: inside 0 to 100 %, however few the photos."
+    "(low, high) of a 95 % Wilson interval of an accuracy on `n` photos: inside 0 to 100 %, however few."
     ci = binomtest(round(acc * n), n).proportion_ci(0.95, method="wilson")
     return ci.low, ci.high
 

@@ -317,7 +317,7 @@ def run_pipeline(profile: str = "auto",      # smoke | cpu | gpu | auto
     for nb in lesson_notebooks(root / "nbs"):
         upstream = fingerprint(nb, dict(settings, photos=photos), upstream)
         if nb in chosen:
-            batch = dict(settings, interactive=False)   # no widgets in a batch run; results do not depend on it
+            batch = dict(settings, interactive=False)   # no widgets in a batch run; no result depends on it
             run_lesson(nb, out, lesson_parameters(nb, batch), upstream, env)
     return out / "results.json"
 
