@@ -18,16 +18,17 @@ from .core import atomic_write
 from .data import load_rgb
 from .ensemble import held_out_features
 from .models import FrozenStage, frozen_head
-from .noise import photo_losses, two_se
+from .noise import paired, photo_losses, two_se, verdict, wilson
 from .train import log_loss, nll
 
 # %% auto #0
-__all__ = ['STAGES', 'TABLE_COLUMNS', 'PRETRAINED', 'LOOK_ALIKES', 'results_table', 'label_bars', 'plot_stages', 'stages_reading',
-           'plot_curves', 'curves_reading', 'confusion_reading', 'concentration_note', 'per_breed_report',
-           'worst_breed_reading', 'most_confused', 'noisy_labels', 'head_on_labels', 'last_conv', 'grad_cam',
-           'one_per_breed', 'confidence_bins', 'expected_calibration_error', 'apply_temperature', 'fit_temperature',
-           'held_out_calibration', 'temperature_spread', 'temperature_reading', 'WithNormalization', 'preprocess_spec',
-           'export_onnx', 'onnx_input', 'predict', 'model_card']
+__all__ = ['STAGES', 'TABLE_COLUMNS', 'PRETRAINED', 'LOOK_ALIKES', 'results_table', 'label_bars', 'plot_stages', 'gap_noise',
+           'stages_reading', 'plot_curves', 'curves_reading', 'compare_with', 'compared', 'confusion_reading',
+           'concentration_note', 'per_breed_report', 'worst_breed_reading', 'most_confused', 'noisy_labels',
+           'head_on_labels', 'last_conv', 'cam_layer', 'grad_cam', 'one_per_breed', 'confidence_bins',
+           'expected_calibration_error', 'apply_temperature', 'fit_temperature', 'held_out_calibration',
+           'temperature_spread', 'temperature_reading', 'WithNormalization', 'preprocess_spec', 'export_onnx',
+           'onnx_input', 'predict', 'model_card']
 
 # %% ../nbs/05_analysis.ipynb #631b13b0
 STAGES = ["random_guess", "majority", "lenet", "imagenet_head", "feature_extractor", "finetune", "ensemble"]
@@ -92,11 +93,15 @@ def plot_stages(table,   # results_table(...)
     return fig
 
 # %% ../nbs/05_analysis.ipynb #1b57969e
+def gap_noise(table: pd.DataFrame, steps: list) -> tuple:   # steps: the pretrained stages in the table
+    "(p, n, noise): two standard errors of the difference of two accuracies near the stages' mean p."
+    n, p = int(table["n_val"].dropna().iloc[-1]), float(table["val_acc"][steps].mean())
+    return p, n, math.sqrt(2) * two_se(p, n)   # each accuracy with its own noise
+
 def _gaps_reading(table: pd.DataFrame, steps: list) -> str:   # steps: the pretrained stages in the table
     "The gaps between neighbouring pretrained stages against the noise of two accuracies."
-    acc, counts = table["val_acc"], table["n_val"].dropna()
-    n, p = int(counts.iloc[-1]), float(acc[steps].mean())
-    noise = math.sqrt(2) * two_se(p, n)   # the difference of two accuracies, each with its own noise
+    acc = table["val_acc"]
+    p, n, noise = gap_noise(table, steps)
     models = table["model"] if "model" in table else pd.Series("", index=table.index)
     pairs = {f"{a} → {b}": (a, b) for a, b in zip(steps, steps[1:])}
     gaps = {name: acc[b] - acc[a] for name, (a, b) in pairs.items()}
@@ -118,13 +123,19 @@ def _gaps_reading(table: pd.DataFrame, steps: list) -> str:   # steps: the pretr
                  "frozen head of its own backbone at its own size.")
     return text
 
-def stages_reading(table: pd.DataFrame) -> str:  # results_table(...)
+def stages_reading(table: pd.DataFrame,       # results_table(...)
+                   ensemble: dict | None = None) -> str:  # lesson 04's stage in results.json: its paired test
     "What the table of stages says, rendered from its values."
     if table.empty:
         return "No stage is recorded in this run folder yet, so there is nothing to read: run lessons 00–04."
     acc = table["val_acc"]
     best = acc.idxmax()
     text = f"**Reading the results.** The best stage of this run is **{best}** with {acc[best]:.1%}."
+    vs = (ensemble or {}).get("vs_best_single")
+    if best == "ensemble" and vs:   # lesson 04's paired test against its best single model, same photos
+        single = ensemble.get("best_single", {}).get("model", "its best single model")
+        text += (f" That is a best-of, not a ranking: lesson 04's paired test on the same photos says it "
+                 f"{verdict(vs['gain'], vs['two_se'], f'{single} (with flip TTA)', vs.get('p_value'))}.")
     if "lenet" in acc and "imagenet_head" in acc:
         text += (f" Pretraining is the big step: LeNet, trained from scratch on these photos, reaches "
                  f"{acc['lenet']:.1%}; the ImageNet classifier, which trains nothing here, "
@@ -136,8 +147,8 @@ def stages_reading(table: pd.DataFrame) -> str:  # results_table(...)
             text += (" That untrained classifier " + ("beats" if beats else "is level, within noise, with")
                      + " the head trained in lesson 02 on the same features: "
                      "ImageNet's rows for these breeds were trained on up to 1,300 ImageNet photos per breed "
-                     "(most of these report photos among them), lesson 02's head from random numbers on this "
-                     "run's few training photos.")
+                     "(some of these report photos may have been among them), lesson 02's head from random "
+                     "numbers on this run's few training photos.")
         if "n_unseen" in table and not table["n_unseen"].fillna(0).any():
             text += (" Read the pretrained figures with care: no report photo here is known to be "
                      "absent from "
@@ -187,8 +198,17 @@ def plot_curves(curves: dict,     # a stage's title -> its history (a list of ep
     fig.suptitle(title)
     return fig
 
-def curves_reading(curves: dict,       # a stage's title -> its history, as plot_curves takes it
-                   tol: float = 0.02   # a held-out loss within this share of its lowest counts as level
+def _underfit(train: float, held: float, chance: float | None) -> str:
+    "A clause when the training loss is still over half a uniform guess's and the held-out loss near it."
+    if chance is None or train <= chance / 2 or held - train >= (chance - train) / 2:
+        return ""
+    return (f"; and the training loss is still {train:.3f}, against {chance:.3f} for a uniform guess, with "
+            f"the held-out loss only {held - train:+.3f} from it: the model fits its own photos barely "
+            "better than new ones, which is underfitting")
+
+def curves_reading(curves: dict,               # a stage's title -> its history, as plot_curves takes it
+                   chance: float | None = None,  # the log loss of a uniform guess, ln(number of breeds)
+                   tol: float = 0.1              # within this share of the curve's drop to its lowest: level
                   ) -> str:
     "What each row of the learning curves shows about the held-out loss, rendered from the histories."
     said = []
@@ -198,33 +218,35 @@ def curves_reading(curves: dict,       # a stage's title -> its history, as plot
         loss = [r[f"{held}_loss"] for r in h]
         first_train, last_train = h[0][f"{train}_loss"], h[-1][f"{train}_loss"]
         best = int(np.argmin(loss))
-        level = next(i for i, v in enumerate(loss) if v <= loss[best] * (1 + tol))
+        margin = tol * (loss[0] - loss[best])   # the curve's own scale: a share of what it gained
+        level = next(i for i, v in enumerate(loss) if v <= loss[best] + margin)
         if len(h) < 2:
             text = "one epoch, no curve to read"
         elif len(h) == 2:
             text = (f"two epochs only: the held-out loss {loss[0]:.3f} then {loss[1]:.3f}, the training loss "
                     f"{first_train:.3f} then {last_train:.3f}, too short a curve to call a trend")
-        elif loss[-1] > loss[best] * (1 + tol):
+        elif loss[-1] > loss[best] + margin:
             text = (f"the held-out loss is lowest at epoch {h[best]['epoch']} ({loss[best]:.3f}) and ends at "
                     f"{loss[-1]:.3f} while the training loss falls from {first_train:.3f} to "
                     f"{last_train:.3f}: after its best epoch it fits its training photos better without "
-                    f"predicting new ones better, the start of overfitting (early stopping, lesson 01, would "
-                    f"keep epoch {h[best]['epoch']})")
-        elif level == len(h) - 1:
-            text = (f"the held-out loss is still falling at the last epoch ({loss[-2]:.3f}, then "
-                    f"{loss[-1]:.3f}): more epochs could help")
+                    "predicting new ones better, the start of overfitting"
+                    + (f" (early stopping, lesson 01, keeps epoch {h[best]['epoch']})" if held == "choose"
+                       else " (read, not chosen: these held-out photos are the report split)"))
+        elif best == len(h) - 1:
+            text = (f"the held-out loss is lowest at the last epoch ({loss[0]:.3f} at the first, "
+                    f"{loss[-2]:.3f} then {loss[-1]:.3f} at the last two): still improving, so more epochs "
+                    "could help")
         elif last_train >= loss[best]:
-            creeping = (f"is still creeping down at the last epoch, its lowest ({loss[-1]:.3f}), within "
-                        f"{tol:.0%} of it since epoch {h[level]['epoch']},")
-            text = ("the held-out loss " + (creeping if best == len(h) - 1 else
-                                            f"levels off near {loss[best]:.3f} by epoch {h[level]['epoch']}")
-                    + f" with the training loss no lower ({last_train:.3f}): the model fits its own "
-                    "photos no better than new ones, which is underfitting")
+            text = (f"the held-out loss levels off near {loss[best]:.3f} by epoch {h[level]['epoch']} with "
+                    f"the training loss no lower ({last_train:.3f}): the model fits its own photos no better "
+                    "than new ones, which is underfitting")
         else:
-            text = (f"the held-out loss comes within {tol:.0%} of its lowest ({loss[best]:.3f}) by epoch "
-                    f"{h[level]['epoch']} and stays there while the training loss goes on to "
-                    f"{last_train:.3f}: the later epochs fit the training photos and change little on new "
-                    "ones")
+            text = (f"the held-out loss comes within {margin:.3f} ({tol:.0%} of its drop from the first "
+                    f"epoch) of its lowest ({loss[best]:.3f}) by epoch {h[level]['epoch']} and stays there "
+                    f"while the training loss goes on to {last_train:.3f}: the later epochs fit the training "
+                    "photos and change little on new ones")
+        if "underfitting" not in text:
+            text += _underfit(last_train, loss[-1], chance)
         if train == "train" and h[-1].get(f"{held}_acc", 0) > h[-1]["train_acc"]:
             text += (f"; its held-out accuracy ends above its training accuracy "
                      f"({h[-1][f'{held}_acc']:.1%} against {h[-1]['train_acc']:.1%}) because the training "
@@ -232,6 +254,26 @@ def curves_reading(curves: dict,       # a stage's title -> its history, as plot
                      "not comparable")
         said.append(f"*{name}*: {text}.")
     return "**Reading the curves.** " + " ".join(said)
+
+
+# %% ../nbs/05_analysis.ipynb #c0de05a1
+def compare_with(name: str,             # the other model, as the reading names it
+                 acc: float,            # this model's accuracy on the n report photos
+                 other_acc: float,      # the other model's, on the same photos
+                 n: int,
+                 rights: tuple | None = None) -> dict:  # (this model's, the other's) right or wrong per photo
+    "This model against another on the same photos: paired if each photo's answers are given, else unpaired."
+    if rights is not None:
+        return dict(name=name, acc=other_acc, how="paired on the same photos", **paired(*rights))
+    noise = math.sqrt(two_se(acc, n) ** 2 + two_se(other_acc, n) ** 2)   # two independent accuracies
+    return dict(name=name, acc=other_acc, gain=acc - other_acc, two_se=noise, p_value=None,
+                how="unpaired: the run kept its accuracy, not each photo's answer")
+
+def compared(c: dict) -> str:  # what compare_with returned
+    "One comparison as a sentence fragment: the other model, its accuracy, and the verdict against noise."
+    said = verdict(c["gain"], c["two_se"], "it", c["p_value"])
+    return f"against {c['name']} ({c['acc']:.1%}) it {said} ({c['how']})"
+
 
 # %% ../nbs/05_analysis.ipynb #799323ad
 LOOK_ALIKES = {   # why two breeds are hard to tell apart, from breed descriptions: ImageWoof, Stanford Dogs
@@ -386,13 +428,15 @@ def noisy_labels(folder: Path,   # the photos' folder, where ImageWoof keeps noi
 
 def head_on_labels(stage: FrozenStage,        # lesson 02's stage: its cached passes and its recipe
                    labels: torch.Tensor,      # one label per training photo (a noisy column, say)
-                   rows: tuple | None = None):  # (fit, choose) positions in split.train: train on fit only
+                   rows: tuple | None = None,   # (fit, choose) positions in split.train: train on fit only
+                   seed: int | None = None):    # None: the recipe's seed; another one retrains it differently
     "Probabilities of a head trained from a random start with `labels`: on val/, or on the `choose` rows."
     train = stage.features.train
     features = replace(stage.features, train=replace(train, y=labels.repeat(len(train.y) // len(labels))))
     if rows is not None:
         features = held_out_features(features, *rows)
-    head, _ = frozen_head(stage.config, features, stage.model.get_classifier().out_features, lr=stage.head_lr,
+    config = stage.config if seed is None else replace(stage.config, seed=seed)
+    head, _ = frozen_head(config, features, stage.model.get_classifier().out_features, lr=stage.head_lr,
                           log=False)   # lesson 02's recipe, with the rate it chose
     with torch.no_grad():
         return head.eval()(features.valid.X).softmax(1)
@@ -402,12 +446,17 @@ def last_conv(model: nn.Module) -> nn.Module:
     "The last Conv2d layer of `model` (the usual Grad-CAM target)."
     return [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
 
+def cam_layer(model: nn.Module) -> nn.Module:
+    "Where Grad-CAM reads the maps: timm EfficientNet's `bn2` (BatchNorm then ReLU6), else the last Conv2d."
+    bn2 = getattr(model, "bn2", None)   # BatchNormAct2d: its output is the rectified map the pooling averages
+    return bn2 if isinstance(bn2, nn.Module) else last_conv(model)
+
 def grad_cam(model: nn.Module,                # a classifier returning logits
              x: torch.Tensor,                  # one normalised image (3, H, W)
              target: int | None = None,        # the class to explain; None explains the predicted one
-             layer: nn.Module | None = None) -> tuple:  # None takes the last convolution
+             layer: nn.Module | None = None) -> tuple:  # None takes cam_layer(model)
     "Grad-CAM heat map (H, W) in [0, 1] on the CPU, and the class it explains."
-    layer = layer or last_conv(model)
+    layer = layer or cam_layer(model)
     store = {}
     hooks = [layer.register_forward_hook(lambda m, i, o: store.__setitem__("act", o)),
              layer.register_full_backward_hook(lambda m, gi, go: store.__setitem__("grad", go[0]))]
@@ -627,8 +676,10 @@ def _card_overlap(f: dict) -> list:
                         "have been seen in pretraining, so read the figures below as an upper bound for new "
                         "photos."]
     unseen, every = f["val_acc_unseen"], f["val_acc"]
+    low, high = wilson(unseen, m)   # on few photos a ± interval can pass 100 %; Wilson's stays inside
     return lines + [f"- Of the {n:,} report photos, {m:,} are known never to have been in ImageNet's "
-                    f"training set. On them the model is right on {unseen:.1%} (±{two_se(unseen, m):.1%}), "
+                    f"training set. On them the model is right on {unseen:.1%} (95 % interval {low:.1%} to "
+                    f"{high:.1%}), "
                     f"against {every:.1%} (±{two_se(every, n):.1%}) on all. The others may have been seen in "
                     "pretraining, so the overall figure may overstate accuracy on new photos; the first is "
                     f"the less inflated estimate, though on {m:,} photos its interval is wide."]
@@ -642,6 +693,18 @@ def _weakest_line(f: dict) -> str:
             + (f" on {photos} photos (±{two_se(recall, photos):.0%}): with so few, the ranking of the "
                "weakest breeds is noisy." if photos else "."))
 
+def _busiest_clause(f: dict) -> str:
+    "Whether the card's busiest confidence bin is too sure, not sure enough, or within noise."
+    b = f.get("busiest")   # dict(lo, hi, share, accuracy, confidence, noise), from the reliability diagram
+    if not b:
+        return " (lesson 05's reliability diagram shows each bin)"
+    gap = b["accuracy"] - b["confidence"]
+    said = ("surer than it is right, beyond" if gap < -b["noise"] else "right more often than it says, beyond"
+            if gap > b["noise"] else "a gap within")
+    return (f". Here the busiest bin, confidence {b['lo']:.0%} to {b['hi']:.0%}, holds {b['share']:.0%} of "
+            f"the photos at {b['accuracy']:.1%} accuracy against {b['confidence']:.1%} confidence: {said} "
+            f"two standard errors (±{b['noise']:.1%})")
+
 def _card_failures(f: dict) -> list:
     "The card's known failure modes, from the run's confusions, weakest breed, label noise and calibration."
     pairs = "; ".join(f"{t} taken for {p} ({k} photos)" for t, p, k in f["confused"])
@@ -650,17 +713,23 @@ def _card_failures(f: dict) -> list:
     lines = [f"- Most confused: {pairs}." if pairs else "- No two breeds were confused on report photos.",
              _weakest_line(f)]
     if f.get("noise"):
+        judged = f.get("noise_paired") or {}   # percent -> (gain, two_se) against the official labels, paired
         levels = "; ".join(f"{a:.1%} with " + (f"{p} % of its training labels flipped" if p else
-                                               "the official labels") for p, a in f["noise"].items())
-        lines.append(f"- Label noise: a frozen head trained in lesson 05 on noisy copies of the training "
-                     f"labels scores {levels}. The report split's labels are ImageNet's own and may hold "
-                     "errors "
-                     "too: some mistakes above may be the label's.")
+                                               "the official labels")
+                           + (f", which {verdict(*judged[p], 'the official labels')}" if p in judged else "")
+                           for p, a in f["noise"].items())
+        head = f.get("noise_model", "backbone")
+        lines.append(f"- Label noise, measured on another model (a frozen {head} head trained in lesson 05 "
+                     f"on noisy copies of the training labels, not this one): {levels}. The report split's "
+                     "labels are ImageNet's own and may hold errors too: some mistakes above may be the "
+                     "label's.")
     lines.append(f"- Calibration: expected calibration error {f['ece']:.3f} on the report photos, with "
-                 "no temperature applied: on average over confidence bins, the stated probability and "
-                 f"the share of right answers differ by {f['ece']:.1%}. That average can hide a busy bin "
-                 "that is too sure (lesson 05's reliability diagram shows each bin), and confident mistakes "
-                 "still happen: read a probability as a ranking before a promise.")
+                 "no temperature applied (none was fitted: that takes predictions on photos the model did "
+                 "not train on, and this model has no twin trained without the choice split to give them): "
+                 "on average over confidence bins, the stated probability and the share of right answers "
+                 f"differ by {f['ece']:.1%}. That average can hide a busy bin that is too sure"
+                 + _busiest_clause(f)
+                 + "; and confident mistakes still happen: read a probability as a ranking before a promise.")
     lines.append("- Always answers one of its breeds: a photo of another breed, a mixed breed, several dogs "
                  "or no dog gets a breed all the same, often with high confidence.")
     return lines
@@ -690,7 +759,10 @@ def model_card(f: dict) -> str:  # the run's values: see the lesson's `facts` ce
              f"- Top-1 accuracy on the report photos: **{acc:.1%}** (±{two_se(acc, n):.1%}, two standard "
              f"errors on {n:,} photos); top-5 {f['val_top5']:.1%}; log loss {f['val_loss']:.3f}.",
              f"- `model.onnx` in ONNX Runtime gives PyTorch's answer on {f['agree']:,} of {f['parity']:,} "
-             f"report photos (logits within {f['max_diff']:.1e}).", "", "## Known failure modes",
+             f"report photos (logits within {f['max_diff']:.1e}).",
+             *([f"- Not the only model of this run: on the same report photos, "
+                f"{'; '.join(compared(c) for c in f['compared'])}."] if f.get("compared") else []),
+             "", "## Known failure modes",
              *_card_failures(f)]
     if f["stand_in"]:
         lines += ["", "**This is a stand-in model** (lesson 03 had not run in this folder): these are not "

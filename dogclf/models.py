@@ -135,18 +135,19 @@ class FrozenConfig:
     arch: str                 # tagged timm name
     img_size: int | None      # input side; None keeps the backbone's own
     views: int                # cached views of each training photo: the plain one, then augmented ones
-    cached_tail: bool         # also cache the activations where lesson 03's trainable groups begin
-    tail_groups: int          # layer groups (head included) that lesson 03 trains
     head_epochs: int
     head_lr: float            # the head's SGD rate when head_lrs is empty
     head_init: str            # random: a fresh head; imagenet: ImageNet's rows for our breeds, if any
     batch_size: int
     workers: int              # loader processes of the passes (they draw the augmented views' random numbers)
     seed: int
-    engine: str               # torch or onnx (ONNX Runtime): what runs the backbone's passes
     weight_decay: float = 5e-4   # the head's
     head_lrs: tuple = ()      # rates tried on the choice split; the best trains the head (empty: head_lr)
     choice_pct: float = 0.2   # share of each class's training photos carved off as the choice split
+    # plumbing (Under the hood): how the passes are computed and kept, not what they are
+    cached_tail: bool         # also cache the activations where lesson 03's trainable groups begin
+    tail_groups: int          # layer groups (head included) that lesson 03 trains
+    engine: str               # torch or onnx (ONNX Runtime): what runs the backbone's passes
 
     @classmethod
     def from_settings(cls, s, **changes):  # s: the lesson's settings (configure); changes: fields to set
@@ -169,6 +170,7 @@ def choice_rows(split,           # the dataset's Split: its training photos are 
     fit = sorted(v * n + row[item] for v in range(n_rows // n) for item in fit_items)
     return torch.tensor(fit), torch.tensor(sorted(row[item] for item in choose_items))
 
+# %% ../nbs/02_feature_extractor.ipynb #b200003c
 def _try_rate(config, train: tuple, choose: tuple, lr: float, **head) -> dict:
     "One candidate rate: a head trained on the fit part, scored on the choice split (None if it diverged)."
     try:
@@ -180,6 +182,7 @@ def _try_rate(config, train: tuple, choose: tuple, lr: float, **head) -> dict:
     return dict(lr=lr, choose_loss=history[-1]["val_loss"], choose_acc=history[-1]["val_acc"],
                 curve=[r["val_loss"] for r in history], acc_curve=[r["val_acc"] for r in history])
 
+# %% ../nbs/02_feature_extractor.ipynb #b200003d
 def choose_head_lr(config: FrozenConfig,
                    features: FrozenFeatures,   # the cached passes over the split's photos
                    split,                      # the dataset's Split
@@ -224,6 +227,7 @@ class FrozenStage:
     head_lr: float | None = None  # the rate the head trained at: chosen on the choice split, or head_lr
     choice: dict | None = None    # choose_head_lr's result (None without head_lrs)
 
+# %% ../nbs/02_feature_extractor.ipynb #4069cac4
 def frozen_head(config: FrozenConfig,
                 features: FrozenFeatures,   # the cached passes
                 n_classes: int,
@@ -239,6 +243,7 @@ def frozen_head(config: FrozenConfig,
                              weight_decay=config.weight_decay, seed=config.seed, n_classes=n_classes,
                              init=rows, device=get_device(), log=log)
 
+# %% ../nbs/02_feature_extractor.ipynb #4069cac6
 def frozen_stage(config: FrozenConfig,
                  split,        # the dataset's Split
                  out: Path):   # the run folder: the passes and the rate's choice are cached there

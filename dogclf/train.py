@@ -187,6 +187,7 @@ def _fixed(photos: list, data_cfg: dict) -> TensorDataset:
     images = torch.stack([tfm(im) for im, _ in photos])
     return TensorDataset(images, torch.tensor([label for _, label in photos]))
 
+# %% ../nbs/01_lenet.ipynb #c0de0148
 def lenet_loaders(config: LenetConfig,
                   train_photos: list,   # (PIL image, label) pairs, as decoded_photos gives them
                   valid_photos: list):  # held-out photos, scored without augmentation
@@ -202,6 +203,7 @@ def lenet_loaders(config: LenetConfig,
                            seed=config.seed)
     return train_dl, valid_dl
 
+# %% ../nbs/01_lenet.ipynb #c0de0149
 def lenet_parts(config: LenetConfig,
                 items: list,    # the training (path, label) pairs, split.train
                 photos: list):  # the same photos decoded, as decoded_photos gives them
@@ -261,6 +263,7 @@ class Trained:
     epoch: int | None = None     # the epoch `model` is from, when early stopping chose it on the choice split
     last: nn.Module | None = None   # the model after the last epoch, when that is not `model`
 
+# %% ../nbs/01_lenet.ipynb #c4d39d82
 def _kept(model: nn.Module, keep: KeepBest, history: list, checkpoint: Path) -> tuple:
     "(the chosen epoch's model, the last epoch's model): `model` holds the last epoch's weights on entry."
     last = copy.deepcopy(model)
@@ -270,6 +273,7 @@ def _kept(model: nn.Module, keep: KeepBest, history: list, checkpoint: Path) -> 
                            f"{chosen_epoch(history)}: delete {checkpoint} and {keep.path} to train again")
     return model, last
 
+# %% ../nbs/01_lenet.ipynb #c4d39d85
 def train_lenet(config: LenetConfig,
                 split,                         # the dataset's Split
                 out: Path,                     # the run folder: the checkpoints live in its checkpoints/
