@@ -18,7 +18,7 @@ from .core import atomic_write
 from .data import load_rgb
 from .ensemble import held_out_features
 from .models import FrozenStage, frozen_head
-from .noise import paired, photo_losses, two_se, verdict, wilson
+from .noise import paired, photo_losses, significant, two_se, verdict, wilson
 from .train import log_loss, nll
 
 # %% auto #0
@@ -59,13 +59,19 @@ def results_table(results: dict) -> pd.DataFrame:  # the content of results.json
 PRETRAINED = ["imagenet_head", "feature_extractor", "finetune", "ensemble"]
 
 def label_bars(ax, values, errors, dots, low: float):  # low: the left end of the axis, in %
-    "Write each bar's value inside its base, or past its whisker and dot when the bar is too short."
-    span = 100 - low
+    "Each bar's value inside it where its dot is not: at its base, else left of its whisker, else past both."
+    span, width = 100 - low, 0.11 * (100 - low)   # width: what a label like '95.4 %' takes, in axis units
+    def free(dot, start):   # no dot on a label from start to start + width (with a dot's radius to spare)
+        return dot != dot or not start - 0.02 * span <= dot <= start + width + 0.02 * span
     for row, (value, error, dot) in enumerate(zip(values, errors, dots)):
-        inside = value - low > 0.3 * span
-        past = np.nanmax([value + error, dot + 1]) + 0.01 * span
-        ax.text(low + 0.01 * span if inside else past, row, f"{value:.1f} %", va="center", fontsize=8,
-                color="white" if inside else "black")
+        base, end = low + 0.01 * span, value - error - 0.01 * span   # where a label inside the bar may start
+        if value - low > 0.3 * span and free(dot, base):
+            x, align, color = base, "left", "white"
+        elif end - width > base and free(dot, end - width):   # right-aligned, just left of the whisker
+            x, align, color = end, "right", "white"
+        else:
+            x, align, color = np.nanmax([value + error, dot + 1]) + 0.01 * span, "left", "black"
+        ax.text(x, row, f"{value:.1f} %", va="center", ha=align, fontsize=8, color=color)
 
 def plot_stages(table,   # results_table(...)
                 title):  # the figure's title
@@ -98,22 +104,30 @@ def gap_noise(table: pd.DataFrame, steps: list) -> tuple:   # steps: the pretrai
     n, p = int(table["n_val"].dropna().iloc[-1]), float(table["val_acc"][steps].mean())
     return p, n, math.sqrt(2) * two_se(p, n)   # each accuracy with its own noise
 
-def _gaps_reading(table: pd.DataFrame, steps: list) -> str:   # steps: the pretrained stages in the table
-    "The gaps between neighbouring pretrained stages against the noise of two accuracies."
+def _gaps_reading(table: pd.DataFrame, steps: list,   # steps: the pretrained stages in the table
+                  tests: dict | None = None) -> str:   # (a, b) -> paired(b's rights, a's): judged paired
+    "The gaps between neighbouring pretrained stages against the noise of two accuracies, or paired."
     acc = table["val_acc"]
     p, n, noise = gap_noise(table, steps)
     models = table["model"] if "model" in table else pd.Series("", index=table.index)
     pairs = {f"{a} → {b}": (a, b) for a, b in zip(steps, steps[1:])}
     gaps = {name: acc[b] - acc[a] for name, (a, b) in pairs.items()}
     changed = [name for name, (a, b) in pairs.items() if models[a] and models[b] != models[a]]
-    big = [name for name, gap in gaps.items() if abs(gap) > noise]
-    def shown(name):   # a gap, and the backbones where they change
-        a, b = pairs[name]
-        return f"{name} {gaps[name]:+.1%}" + (f" (the model changes: {models[a]} → {models[b]})"
-                                              if name in changed else "")
+    tested = {name: (tests or {}).get(ab) for name, ab in pairs.items()}
+    def beyond(name):   # larger than the noise: the paired test's where there is one, else two accuracies'
+        t = tested[name]
+        return abs(gaps[name]) > noise if t is None else significant(t["gain"], t["two_se"], t["p_value"])
+    big = [name for name in gaps if beyond(name)]
+    def shown(name):   # a gap, its paired noise if it has one, and the backbones where they change
+        (a, b), t = pairs[name], tested[name]
+        return (f"{name} {gaps[name]:+.1%}" + (f" (paired on the same photos: ±{t['two_se']:.1%})"
+                                               if t else "")
+                + (f" (the model changes: {models[a]} → {models[b]})" if name in changed else ""))
+    paired_too = any(t is not None for t in tested.values())
     text = (f" Between neighbouring pretrained stages the gaps are: {'; '.join(map(shown, gaps))}. Two "
             f"standard errors of the difference of two accuracies near {p:.1%} on {n:,} photos are "
-            f"±{noise:.1%}, so ")
+            f"±{noise:.1%}" + (" (the gap marked paired has its own, narrower one)" if paired_too else "")
+            + ", so ")
     rest = ", and the rest are not." if len(big) < len(gaps) else "."
     text += (f"{', '.join(big)} {'is' if len(big) == 1 else 'are'} larger than the noise{rest}" if big else
              "none of these gaps is larger than the noise: the table does not rank the pretrained stages.")
@@ -123,9 +137,26 @@ def _gaps_reading(table: pd.DataFrame, steps: list) -> str:   # steps: the pretr
                  "frozen head of its own backbone at its own size.")
     return text
 
+def _imagenet_vs_head(table: pd.DataFrame,
+                      test: dict | None) -> str:  # paired(lesson 02's head's rights, the ImageNet head's)
+    "The untrained ImageNet head against lesson 02's trained head: paired if `test` is given, else unpaired."
+    acc, head = table["val_acc"], "the head trained in lesson 02 on the same features"
+    if test is not None:   # each photo's answer kept: the same photos, compared photo by photo
+        said = verdict(-test["gain"], test["two_se"], head, test["p_value"]) + " (paired on the same photos)"
+    else:
+        counts = table["n_val"].dropna()
+        noise = math.sqrt(2) * two_se(acc["imagenet_head"], int(counts.iloc[-1])) if len(counts) else 0.0
+        said = (verdict(acc["imagenet_head"] - acc["feature_extractor"], noise, head)
+                + " (unpaired: only the two accuracies are at hand, and two independent accuracies carry "
+                "more noise than a photo-by-photo comparison, so this yardstick is wider)")
+    return (f" That untrained classifier {said}. It can: ImageNet's rows for these breeds were trained on up "
+            "to 1,300 ImageNet photos per breed (some of these report photos may have been among them), "
+            "lesson 02's head from random numbers on this run's few training photos.")
+
 def stages_reading(table: pd.DataFrame,       # results_table(...)
-                   ensemble: dict | None = None) -> str:  # lesson 04's stage in results.json: its paired test
-    "What the table of stages says, rendered from its values."
+                   ensemble: dict | None = None,  # lesson 04's stage in results.json: its paired test
+                   tests: dict | None = None) -> str:  # (a, b) -> paired(b's rights, a's), photos kept
+    "What the table of stages says, rendered from its values; paired where `tests` has the two stages."
     if table.empty:
         return "No stage is recorded in this run folder yet, so there is nothing to read: run lessons 00–04."
     acc = table["val_acc"]
@@ -141,14 +172,7 @@ def stages_reading(table: pd.DataFrame,       # results_table(...)
                  f"{acc['lenet']:.1%}; the ImageNet classifier, which trains nothing here, "
                  f"{acc['imagenet_head']:.1%}.")
         if "feature_extractor" in acc and acc["imagenet_head"] > acc["feature_extractor"]:
-            counts = table["n_val"].dropna()
-            noise = math.sqrt(2) * two_se(acc["imagenet_head"], int(counts.iloc[-1])) if len(counts) else 0.0
-            beats = acc["imagenet_head"] - acc["feature_extractor"] > noise
-            text += (" That untrained classifier " + ("beats" if beats else "is level, within noise, with")
-                     + " the head trained in lesson 02 on the same features: "
-                     "ImageNet's rows for these breeds were trained on up to 1,300 ImageNet photos per breed "
-                     "(some of these report photos may have been among them), lesson 02's head from random "
-                     "numbers on this run's few training photos.")
+            text += _imagenet_vs_head(table, (tests or {}).get(("imagenet_head", "feature_extractor")))
         if "n_unseen" in table and not table["n_unseen"].fillna(0).any():
             text += (" Read the pretrained figures with care: no report photo here is known to be "
                      "absent from "
@@ -161,15 +185,15 @@ def stages_reading(table: pd.DataFrame,       # results_table(...)
     counts = table["n_val"].dropna()
     if len(steps) < 2 or counts.empty:
         return text
-    text += _gaps_reading(table, steps)
+    text += _gaps_reading(table, steps, tests)
     if "finetune" in acc and "ensemble" in acc:
         text += (" The ensemble row averages several members and looks at each photo twice (flip TTA), the "
                  "fine-tuned row is one model without TTA: lesson 04 separates what averaging, TTA and "
                  "fine-tuning each bring.")
     return text + (" (The stages are scored on the same photos, so a paired comparison "
                    "(`dogclf.noise.paired`, as lessons 03 and 04 use) would be more sensitive; results.json "
-                   "keeps accuracies, not each photo's answer, so this table uses the cautious yardstick of "
-                   "two independent accuracies.)")
+                   "keeps accuracies, not each photo's answer, so the gaps not marked paired use the "
+                   "cautious yardstick of two independent accuracies.)")
 
 # %% ../nbs/05_analysis.ipynb #09a67ad0
 def plot_curves(curves: dict,     # a stage's title -> its history (a list of epoch records from fit)

@@ -344,16 +344,18 @@ def _step(model, xb, yb, loss_fn, dtype, scaler, accum_steps: int = 1) -> tuple:
     scaler.scale(loss / accum_steps).backward()   # gradients add up over `accum_steps` batches
     return logits, loss
 
-def _update(model, opt, sched, scaler, grad_clip: float | None = None):
-    "One optimiser step on the gradients so far (norm clipped to `grad_clip`), then one scheduler step."
+def _update(model, opt, sched, scaler, grad_clip: float | None = None) -> float:
+    "One optimiser step (norm clipped to `grad_clip`), then a scheduler step; returns the step's rate."
     if grad_clip:
         scaler.unscale_(opt)
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    used = opt.param_groups[-1]["lr"]   # read before the scheduler moves it on to the next step's rate
     scaler.step(opt)
     scaler.update()
     opt.zero_grad(set_to_none=True)
     if sched is not None:
         sched.step()
+    return used
 
 # %% ../nbs/01_lenet.ipynb #d1e0d002
 class TrainingDiverged(RuntimeError):
@@ -391,11 +393,12 @@ def _train_epoch(model: nn.Module,
                  accum_steps: int = 1,       # batches whose gradients add up before each optimiser step
                  freeze_bn: bool = False,    # see train_mode
                  batch_hook=None) -> tuple:  # (images, targets) -> (images, targets), e.g. MixUp
-    "One pass over `dl`; returns the mean training loss, the training accuracy and the number of images."
+    "One pass over `dl`: the mean training loss, the training accuracy, the images and the last step's rate."
     device = next(model.parameters()).device
     train_mode(model, freeze_bn)
     opt.zero_grad(set_to_none=True)
     total_loss = correct = seen = 0
+    rate = opt.param_groups[-1]["lr"]   # the rate of the last optimiser step (the current one if none ran)
     for i, (xb, yb) in enumerate(progress(dl, f"epoch {epoch}")):
         xb = xb.to(device, non_blocking=True)
         yb = yb.to(device, non_blocking=True)
@@ -408,11 +411,11 @@ def _train_epoch(model: nn.Module,
             logits, loss = _step(model, xb, yb, loss_fn, dtype, scaler, accum_steps)
         _check_finite(loss, epoch, i + 1, opt)        # before the update: a NaN never reaches the weights
         if update:
-            _update(model, opt, sched, scaler, grad_clip)
+            rate = _update(model, opt, sched, scaler, grad_clip)
         total_loss += loss.item() * len(yb)
         correct += (logits.argmax(1) == _hard(yb)).sum().item()
         seen += len(yb)
-    return total_loss / seen, correct / seen, seen
+    return total_loss / seen, correct / seen, seen, rate
 
 # %% ../nbs/01_lenet.ipynb #5beb5c1e
 def _rng_state(dl) -> dict:
@@ -479,7 +482,8 @@ def _print_record(record: dict, log=None):   # log: None prints; a path appends 
     "Print an epoch's record on one line (or append it to the file `log`)."
     fields = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()]
     if log is None:
-        print(" ".join(fields), flush=True)
+        sys.stdout.write(" ".join(fields) + "\n")   # one write: a kernel never flushes half a line
+        sys.stdout.flush()
     elif log:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as f:
@@ -525,11 +529,11 @@ def fit(model: nn.Module,                # trained in place
     for epoch in range(len(history) + 1, epochs + 1):
         start = time.time()
         _set_epoch(train_dl, epoch)   # DistributedDataParallel: every process shuffles the same way
-        train_loss, train_acc, seen = _train_epoch(model, train_dl, opt, sched, loss_fn, scaler, dtype, epoch,
-                                                   grad_clip, accum_steps, freeze_bn, batch_hook)
+        train_loss, train_acc, seen, rate = _train_epoch(model, train_dl, opt, sched, loss_fn, scaler, dtype,
+                                                         epoch, grad_clip, accum_steps, freeze_bn, batch_hook)
         record = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc,
                       **(evaluate_fn or evaluate)(model, val_dl, device),
-                      lr=opt.param_groups[-1]["lr"], wall_s=time.time() - start)
+                      lr=rate, wall_s=time.time() - start)   # lr: the rate of the epoch's last optimiser step
         record["images_per_s"] = seen / record["wall_s"]
         history.append(record)
         _print_record(record, log)
