@@ -83,3 +83,9 @@ def test_hidden_cells_only_read(path):
         tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))
         defines = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name[0] != "_"]
         assert not defines and "#| export" not in source, f"{path.name} {c['id']}: a collapsed cell defines {defines}"
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_cell_ids_are_unique(path):
+    "nbformat renames a repeated id at every run (a warning on the console) and links to the cell break."
+    ids = [c.get("id") for c in json.loads(path.read_text())["cells"]]
+    assert len(ids) == len(set(ids)), f"{path.name}: repeated cell ids {sorted({i for i in ids if ids.count(i) > 1})}"
