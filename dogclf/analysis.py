@@ -18,7 +18,7 @@ from .core import atomic_write
 from .data import load_rgb
 from .ensemble import held_out_features
 from .models import FrozenStage, frozen_head
-from .noise import paired, photo_losses, significant, two_se, verdict, wilson
+from .noise import paired, photo_losses, significant, two_se, unpaired, verdict, wilson
 from .train import log_loss, nll
 
 # %% auto #0
@@ -102,7 +102,7 @@ def plot_stages(table,   # results_table(...)
 def gap_noise(table: pd.DataFrame, steps: list) -> tuple:   # steps: the pretrained stages in the table
     "(p, n, noise): two standard errors of the difference of two accuracies near the stages' mean p."
     n, p = int(table["n_val"].dropna().iloc[-1]), float(table["val_acc"][steps].mean())
-    return p, n, math.sqrt(2) * two_se(p, n)   # each accuracy with its own noise
+    return p, n, unpaired(p, n, p, n)   # two accuracies near p, each with its own noise
 
 def _gaps_reading(table: pd.DataFrame, steps: list,   # steps: the pretrained stages in the table
                   tests: dict | None = None) -> str:   # (a, b) -> paired(b's rights, a's): judged paired
@@ -145,7 +145,8 @@ def _imagenet_vs_head(table: pd.DataFrame,
         said = verdict(-test["gain"], test["two_se"], head, test["p_value"]) + " (paired on the same photos)"
     else:
         counts = table["n_val"].dropna()
-        noise = math.sqrt(2) * two_se(acc["imagenet_head"], int(counts.iloc[-1])) if len(counts) else 0.0
+        n = int(counts.iloc[-1]) if len(counts) else 0
+        noise = unpaired(acc["imagenet_head"], n, acc["feature_extractor"], n) if n else 0.0
         said = (verdict(acc["imagenet_head"] - acc["feature_extractor"], noise, head)
                 + " (unpaired: only the two accuracies are at hand, and two independent accuracies carry "
                 "more noise than a photo-by-photo comparison, so this yardstick is wider)")
@@ -289,7 +290,7 @@ def compare_with(name: str,             # the other model, as the reading names 
     "This model against another on the same photos: paired if each photo's answers are given, else unpaired."
     if rights is not None:
         return dict(name=name, acc=other_acc, how="paired on the same photos", **paired(*rights))
-    noise = math.sqrt(two_se(acc, n) ** 2 + two_se(other_acc, n) ** 2)   # two independent accuracies
+    noise = unpaired(acc, n, other_acc, n)   # two independent accuracies
     return dict(name=name, acc=other_acc, gain=acc - other_acc, two_se=noise, p_value=None,
                 how="unpaired: the run kept its accuracy, not each photo's answer")
 

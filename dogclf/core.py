@@ -61,7 +61,7 @@ _COMMON = dict(
     naive_photos=None,       # photos for lesson 02's slow-way timing, evenly over the breeds (None: all)
     engine="torch",          # what runs the frozen passes: torch, or onnx (ONNX Runtime, faster on a CPU)
     head_init="random",      # random: a fresh head; imagenet: ImageNet's rows for our breeds (if it has them)
-    targets={},              # validation accuracy a stage should reach, checked in README's table
+    targets={},              # report-split accuracy a stage should reach, checked in README's table
     head_lrs=[0.01, 0.03, 0.1, 0.3],  # lesson 02: head rates tried on the choice split; the best one trains
 )
 

@@ -424,7 +424,7 @@ def cached_pass(model: nn.Module,       # a frozen timm model
                 engine: str = "torch"):  # torch, or onnx: the same pass run by ONNX Runtime (faster on a CPU)
     "Features (or trunk activations) of `items` under `tfm`: from the run's cache, or computed now."
     key = [weights_digest(model, start), repr(tfm), items_digest(items, Path(folder) / ".cache"), seed, start,
-           hflip, code_digest("data", "train", "models")]
+           hflip, engine, code_digest("data", "train", "models")]
     path = run_file(folder, f"features_{name}", key)
     if path.exists():
         return Features(**load_checkpoint(path))

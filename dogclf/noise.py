@@ -10,8 +10,8 @@ import torch
 from scipy.stats import binomtest
 
 # %% auto #0
-__all__ = ['correct', 'photo_losses', 'two_se', 'wilson', 'significant', 'verdict', 'paired', 'over_seeds', 'plus_minus',
-           'paired_seeds']
+__all__ = ['correct', 'photo_losses', 'two_se', 'wilson', 'significant', 'verdict', 'paired', 'unpaired', 'over_seeds',
+           'plus_minus', 'paired_seeds']
 
 # %% ../nbs/noise.ipynb #3b3229c4
 def correct(probs: torch.Tensor,    # (N, K) probabilities or logits, one row per photo
@@ -104,6 +104,13 @@ def paired(right_a,  # per photo: did model A get it right? (bools or 0/1; tenso
     p_value = binomtest(a_only, discordant, p=0.5).pvalue if discordant else 1.0
     return dict(gain=float(a.mean() - b.mean()), two_se=float(spread), p_value=float(p_value),
                 a_only=a_only, b_only=b_only, n=n)
+
+# %% ../nbs/noise.ipynb #c0de0a02
+def unpaired(acc_a: float, n_a: int,   # one accuracy and the photos it was measured on
+             acc_b: float, n_b: int,   # the other, on its own photos or on the same ones
+            ) -> float:                # two standard errors of acc_a - acc_b
+    "Two standard errors of `acc_a - acc_b` read as two independent accuracies: each one's, in quadrature."
+    return math.hypot(two_se(acc_a, n_a), two_se(acc_b, n_b))
 
 # %% ../nbs/noise.ipynb #05a1f77d
 def over_seeds(values,   # one measurement (an accuracy, say) from each seed

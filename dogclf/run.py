@@ -223,7 +223,7 @@ def _execute(nb: Path,          # the lesson notebook
 def _summary(out: Path,      # the run folder
              lesson: str,    # the lesson's stem
              run_id: str):   # this run's id
-    "The stages `lesson` recorded in run `run_id`, each with its validation accuracy when it has one."
+    "The stages `lesson` recorded in run `run_id`, each with its report-split accuracy when it has one."
     stages = read_results(out)["stages"].items()
     mine = [(n, s) for n, s in stages if s.get("lesson") == lesson and s.get("run_id") == run_id]
     return ", ".join(f"{n} {s['val_acc']:.1%}" if isinstance(s.get("val_acc"), float) else n for n, s in mine)
@@ -245,7 +245,7 @@ def run_lesson(nb: Path,          # the lesson notebook
     (out / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
     atomic_write(done, json.dumps(dict(fingerprint=key, wall_s=round(time.time() - start, 1))))
     recorded = _summary(out, nb.stem, env.get("DOGCLF_RUN_ID", ""))
-    said = f"; validation accuracy: {recorded}" if recorded else ""
+    said = f"; report-split accuracy: {recorded}" if recorded else ""
     print(f"< {nb.name}: {time.time() - start:.0f} s{said}", flush=True)
     if noise:
         print(f"  ! {nb.name}: {'; '.join(noise)}", file=sys.stderr, flush=True)
@@ -394,7 +394,7 @@ def _noise_note(table: pd.DataFrame, n_val: int | None, n_unseen: int | None) ->
 
 # %% ../nbs/run.ipynb #5c0e7d91
 def results_markdown(results: dict,                     # the content of results.json
-                     targets: dict | None = None) -> str:  # validation accuracy each stage should reach
+                     targets: dict | None = None) -> str:  # report-split accuracy each stage should reach
     "README's results section: a sentence naming the run, the table of stages with targets, and the noise."
     from dogclf.analysis import results_table
     table = results_table(results)

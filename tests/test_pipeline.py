@@ -226,7 +226,7 @@ def test_failed_lesson_leaves_nothing_behind(project):
     assert first["b"]["lesson"] == "01_b"   # each stage names the lesson that recorded it
     # the console: progress and problems, no noise; what cells print stays in the notebook
     assert "> 00_a.ipynb" in good.stdout and "< 01_b.ipynb" in good.stdout and "lesson a says hello" in good.stderr
-    assert "validation accuracy: a 25.0%" in good.stdout and "a demonstration prints" not in good.stdout + good.stderr, _said(good)
+    assert "report-split accuracy: a 25.0%" in good.stdout and "a demonstration prints" not in good.stdout + good.stderr, _said(good)
     executed = (out / "00_a.ipynb").read_text()
     assert "a demonstration prints" in executed and "lesson a says hello" in executed
     assert "%|" not in executed, "the executed lesson keeps no progress bar: they were the console's"
