@@ -238,12 +238,14 @@ def run_lesson(nb: Path,          # the lesson notebook
     if executed.exists() and done.exists() and json.loads(done.read_text()).get("fingerprint") == key:
         print(f"= {nb.name}: unchanged since its last complete run, skipped")
         return
+    failed = out / f"{nb.stem}.failed.ipynb"
+    again = executed.exists() or done.exists() or failed.exists()   # an earlier try may have left caches
     done.unlink(missing_ok=True)   # a lesson that has started is not complete until it finishes
     print(f"> {nb.name}", flush=True)
     start = time.time()
     noise = _execute(nb, out, parameters, env | dict(DOGCLF_LESSON=nb.stem))
-    (out / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
-    atomic_write(done, json.dumps(dict(fingerprint=key, wall_s=round(time.time() - start, 1))))
+    failed.unlink(missing_ok=True)
+    atomic_write(done, json.dumps(dict(fingerprint=key, wall_s=round(time.time() - start, 1), again=again)))
     recorded = _summary(out, nb.stem, env.get("DOGCLF_RUN_ID", ""))
     said = f"; report-split accuracy: {recorded}" if recorded else ""
     print(f"< {nb.name}: {time.time() - start:.0f} s{said}", flush=True)
@@ -322,7 +324,7 @@ def run_pipeline(profile: str = "auto",      # smoke | cpu | gpu | auto
     return out / "results.json"
 
 # %% ../nbs/run.ipynb #09489152
-NO_UNSEEN = ("No validation photo is known to be absent from ImageNet's training set, so there is no "
+NO_UNSEEN = ("No report photo is known to be absent from ImageNet's training set, so there is no "
              "never-in-ImageNet column: the pretrained stages may have seen some of these photos.")
 
 def _pct(value) -> str:
@@ -353,7 +355,7 @@ def _run_header(results: dict, n_val: int | None, n_unseen: int | None) -> str:
     photos = ""
     if n_val is not None:
         unseen = f", {n_unseen} of them never in ImageNet training" if n_unseen else ""
-        photos = f" ({n_val:,} validation photos{unseen})"
+        photos = f" ({n_val:,} report photos{unseen})"
     date = str(results.get("updated", ""))[:10]
     device = results.get("device")
     return (f"Profile `{results.get('profile')}` on `{data}`{photos}, {device}, {date}; "
@@ -456,8 +458,8 @@ def pays_markdown(stage: dict) -> str:  # results.json's finetune stage
                      f"{_pct(r['finetuned_acc'])} | {mark}{gain * 100:+.1f} %{mark} | ±{_pct(noise)} |")
     paired = all("two_se" in r for r in rows)
     lines += ["", "A gain in bold is larger than two standard errors "
-              + ("of the paired difference on its validation photos." if paired else
-                 "on its validation photos.")]
+              + ("of the paired difference on its report photos." if paired else
+                 "on its report photos.")]
     return "\n".join(lines)
 
 def update_readme(readme: Path,            # the README.md to edit in place
@@ -513,8 +515,11 @@ def publish_run(out: Path,                # a run folder
     figures = sorted((out / "figures").glob("*.png"))
     for fig in figures:
         atomic_write(dest / "figures" / fig.name, fig.read_bytes())
-    walls = {p.stem: json.loads(p.read_text())["wall_s"] for p in sorted((out / ".done").glob("*.json"))}
-    atomic_write(dest / "results.json", json.dumps(res | dict(lesson_wall_s=walls), indent=2))
+    dones = {p.stem: json.loads(p.read_text()) for p in sorted((out / ".done").glob("*.json"))}
+    walls = {k: d["wall_s"] for k, d in dones.items()}
+    again = [k for k, d in dones.items() if d.get("again")]   # ran where it had run before: maybe on caches
+    res = res | dict(lesson_wall_s=walls, lesson_again=again)
+    atomic_write(dest / "results.json", json.dumps(res, indent=2))
     if readme:
         _publish_readme(res, figures, root, section)
     print(f"{dest}: {sum(p.stat().st_size for p in dest.rglob('*') if p.is_file()) / 1e6:.1f} MB")
@@ -541,11 +546,16 @@ def lesson_times_markdown(results: Path):  # the folder of published runs (resul
     lines = ["| run | profile | photos | device | " + " | ".join(lessons) + " | total |",
              "| --- " * (len(lessons) + 5) + "|"]
     for name, res in runs:
-        walls = res["lesson_wall_s"]
-        cells = [f"{walls[k]:,.0f}" if k in walls else "" for k in lessons]
+        walls, again = res["lesson_wall_s"], res.get("lesson_again", [])
+        cells = [f"{walls[k]:,.0f}" + ("*" if k in again else "") if k in walls else "" for k in lessons]
         row = [f"[{name}](results/{name}/results.json)", res["profile"], Path(res.get("data", "")).name,
-               res.get("device", ""), *cells, f"{sum(walls.values()):,.0f}"]
+               res.get("device", ""), *cells, f"{sum(walls.values()):,.0f}" + ("*" if again else "")]
         lines.append("| " + " | ".join(row) + " |")
+    if any(res.get("lesson_again") for _, res in runs):
+        lines += ["", "\\* The lesson ran again in a run folder where it had run before (a notebook "
+                  "changed), "
+                  "so it may have reused that run's caches (features, trained checkpoints): from an empty "
+                  "folder it takes longer."]
     return "\n".join(lines) + "\n"
 
 # %% ../nbs/run.ipynb #c0de0115
@@ -610,7 +620,7 @@ finetune: lesson 03's main run (the first seed of ft_seeds): the profile's setti
 split and photo checks, lesson 02's frozen stage, and lesson 03's learning rate: the LR finder on the same
 batches, then min(ft_lr, its suggestion). The cache keys are the lesson's, so the command and the lesson
 resume each other's checkpoints in one run folder. It writes stages.finetune into OUT/results.json, with
-world_size and n_val (the validation photos scored).
+world_size and n_val (the report photos scored).
 
 On several processes: torchrun --standalone --nproc_per_node N -m dogclf train finetune ...
 (several machines: torchrun --nnodes M --nproc_per_node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT ...)
@@ -668,7 +678,7 @@ def main(argv: list[str] | None = None):
             if os.environ.get("RANK", "0") != "0":
                 return   # rank 0 says what the run reached
             stage = read_results(res.parent)["stages"]["finetune"]
-            print(f"finetune: {stage['val_acc']:.1%} on {stage['n_val']} validation photos, trained on "
+            print(f"finetune: {stage['val_acc']:.1%} on {stage['n_val']} report photos, trained on "
                   f"{stage['world_size']} process(es)")
         else:
             res = run_pipeline(a.profile, a.data, a.out, overrides, a.only)

@@ -256,7 +256,7 @@ def test_train_finetune_on_one_and_two_processes(commands, photos):
         assert run["result"].returncode == 0, _said(run["result"])
         stages[n] = _finetune(run["out"])
         assert (stages[n]["world_size"], stages[n]["n_val"]) == (n, n_val)
-        assert f"on {n_val} validation photos, trained on {n} process(es)" in run["result"].stdout
+        assert f"on {n_val} report photos, trained on {n} process(es)" in run["result"].stdout
     assert stages[1]["key"] == stages[2]["key"], "the same recipe must have the same key on any number of processes"
     assert stages[2]["batch_per_process"] * 2 == stages[1]["batch_size"] == stages[2]["batch_size"]
     assert stages[2]["history"][-1]["n_val"] == n_val   # each epoch's evaluation gathered over both processes

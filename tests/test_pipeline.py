@@ -205,6 +205,7 @@ def test_failed_lesson_leaves_nothing_behind(project):
     assert good.returncode == 0, _said(good)
     first = _stages(out)
     assert first["a"]["epochs"] == first["b"]["epochs"] == 25
+    assert not any(json.loads(p.read_text())["again"] for p in (out / ".done").glob("*.json"))   # from empty
     # a run that fails after 01_b recorded its stage: the stage, the marker and the executed lesson are not kept
     r = _run(photos, out, "-p", "head_epochs", "500", cwd=root)
     assert r.returncode == 1, _said(r)
@@ -218,6 +219,7 @@ def test_failed_lesson_leaves_nothing_behind(project):
     assert r.returncode == 0 and "> 01_b.ipynb" in r.stdout and "skipped" not in r.stdout, _said(r)
     assert {k: v["epochs"] for k, v in _stages(out).items()} == {"a": 25, "b": 25}
     assert not list(out.glob("*.failed.ipynb")) and all(_completed(out / f"{s}.ipynb") for s in ["00_a", "01_b"])
+    assert json.loads((out / ".done" / "01_b.json").read_text())["again"]   # its earlier tries' caches were there
     assert _run(photos, out, cwd=root).stdout.count("skipped") == 2
     # other photos: the lessons run again
     (photos / "b" / "4.jpg").unlink()
