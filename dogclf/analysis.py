@@ -6,6 +6,7 @@
 from __future__ import annotations
 import json
 import math
+import re
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
@@ -28,7 +29,7 @@ __all__ = ['STAGES', 'TABLE_COLUMNS', 'PRETRAINED', 'LOOK_ALIKES', 'results_tabl
            'head_on_labels', 'last_conv', 'cam_layer', 'grad_cam', 'one_per_breed', 'confidence_bins',
            'expected_calibration_error', 'apply_temperature', 'fit_temperature', 'held_out_calibration',
            'temperature_spread', 'temperature_reading', 'WithNormalization', 'preprocess_spec', 'export_onnx',
-           'onnx_input', 'predict', 'model_card']
+           'onnx_input', 'predict', 'seen_by_imagenet', 'model_card']
 
 # %% ../nbs/05_analysis.ipynb #631b13b0
 STAGES = ["random_guess", "majority", "lenet", "imagenet_head", "feature_extractor", "finetune", "ensemble"]
@@ -156,7 +157,8 @@ def _imagenet_vs_head(table: pd.DataFrame,
 
 def stages_reading(table: pd.DataFrame,       # results_table(...)
                    ensemble: dict | None = None,  # lesson 04's stage in results.json: its paired test
-                   tests: dict | None = None) -> str:  # (a, b) -> paired(b's rights, a's), photos kept
+                   tests: dict | None = None,   # (a, b) -> paired(b's rights, a's), photos kept
+                   n_seen: int = 0) -> str:     # report photos that were ImageNet training photos
     "What the table of stages says, rendered from its values; paired where `tests` has the two stages."
     if table.empty:
         return "No stage is recorded in this run folder yet, so there is nothing to read: run lessons 00–04."
@@ -174,7 +176,14 @@ def stages_reading(table: pd.DataFrame,       # results_table(...)
                  f"{acc['imagenet_head']:.1%}.")
         if "feature_extractor" in acc and acc["imagenet_head"] > acc["feature_extractor"]:
             text += _imagenet_vs_head(table, (tests or {}).get(("imagenet_head", "feature_extractor")))
-        if "n_unseen" in table and not table["n_unseen"].fillna(0).any():
+        counted = table["n_val"].dropna() if "n_val" in table else pd.Series(dtype=float)
+        n_val = int(counted.iloc[-1]) if len(counted) else 0
+        if n_seen:
+            share = "all" if n_seen == n_val else f"{n_seen:,} of the"
+            text += (f" Read the pretrained figures with care: {share} {n_val:,} report photos here are "
+                     "ImageNet training photos, so the pretrained backbones were trained on them, with their "
+                     "labels: these figures measure memory as well as transfer.")
+        elif "n_unseen" in table and not table["n_unseen"].fillna(0).any():
             text += (" Read the pretrained figures with care: no report photo here is known to be "
                      "absent from "
                      "ImageNet's training set, so the pretrained backbones may have seen some of them.")
@@ -688,6 +697,13 @@ def predict(photo,               # a file path or a PIL image
     return [(labels[i]["breed"], float(v)) for v, i in zip(top.values, top.indices)]
 
 # %% ../nbs/05_analysis.ipynb #1a0ce7a4
+_IMAGENET_TRAIN_NAME = r"n\d{8}_\d+\.jpe?g"   # how ImageNet names its training photos: synset_number.JPEG
+
+def seen_by_imagenet(items: list) -> np.ndarray:  # (path, label) pairs
+    "Boolean mask of the items named like ImageNet's training photos (`n02085620_10074.jpg`)."
+    named = [re.fullmatch(_IMAGENET_TRAIN_NAME, Path(p).name, re.I) for p, _ in items]
+    return np.array([m is not None for m in named], dtype=bool)
+
 def _card_overlap(f: dict) -> list:
     "The card's lines on ImageNet pretraining and what it means for the reported numbers."
     if not f["imagenet_classes"]:
@@ -695,7 +711,14 @@ def _card_overlap(f: dict) -> list:
                 "so the reported figures are not inflated by it."]
     lines = ["- The backbone was pretrained on ImageNet-1k, whose 1,000 classes include these breeds: "
              "ImageNet's training photos of them shaped the features before this run saw a photo."]
-    n, m = f["n_val"], f["n_unseen"]
+    n, m, s = f["n_val"], f["n_unseen"], f.get("n_seen", 0)
+    if s:   # named like ImageNet's training photos: pretraining trained on them, with their labels
+        share = "All" if s == n else f"{s:,} of the"
+        lines.append(f"- {share} {n:,} report photos are ImageNet training photos (they carry its file "
+                     "names): the backbone was trained on them, with their labels, before this run began, so "
+                     "the figures below measure photos it has seen: an upper bound for new photos.")
+    if s == n:
+        return lines
     if not m:
         return lines + ["- No report photo is known to be absent from ImageNet's training set: some may "
                         "have been seen in pretraining, so read the figures below as an upper bound for new "
@@ -779,7 +802,7 @@ def model_card(f: dict) -> str:  # the run's values: see the lesson's `facts` ce
              f"- `{f['data']}`: {f['n_train']:,} training photos of {len(breeds)} breeds; {n:,} report "
              "photos (" + (f"a sample of {f['val_per_class']} per breed from `val/`" if f.get("val_per_class")
                            else "all of `val/`")
-             + ") that no model of the run trained on or was chosen with.",
+             + ") that this run neither trained on nor chose with (what pretraining saw is below).",
              *_card_overlap(f), "", "## Evaluation",
              f"- Top-1 accuracy on the report photos: **{acc:.1%}** (±{two_se(acc, n):.1%}, two standard "
              f"errors on {n:,} photos); top-5 {f['val_top5']:.1%}; log loss {f['val_loss']:.3f}.",
