@@ -125,13 +125,16 @@ def output_noise(nb) -> list[str]:  # an executed notebook, as nbformat reads it
     "What a reader should not meet in `nb`'s outputs: errors, tracebacks, warnings, over LOG_LIMIT lines."
     said, printed = [], 0
     for i, cell in enumerate(nb.cells):
+        streams = {}   # one print can reach the notebook in pieces: a cell's stdout (stderr) is read as one text
         for o in cell.get("outputs", []):
             if o.get("output_type") == "error":
                 said.append(f"cell {i}: {o.get('ename')}")
             elif o.get("output_type") == "stream":
-                printed += len(o["text"].splitlines())
-                found = _WARNED.search(o["text"])
-                said += [f"cell {i}: {found.group(0).rstrip(':')} on {o['name']}"] if found else []
+                streams[o["name"]] = streams.get(o["name"], "") + o["text"]
+        for name, text in streams.items():
+            printed += len(text.splitlines())
+            found = _WARNED.search(text)
+            said += [f"cell {i}: {found.group(0).rstrip(':')} on {name}"] if found else []
     return said + ([f"{printed} printed lines, more than {LOG_LIMIT}"] if printed > LOG_LIMIT else [])
 
 # %% ../nbs/run.ipynb #c0de010b
