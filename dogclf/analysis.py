@@ -28,8 +28,8 @@ __all__ = ['STAGES', 'TABLE_COLUMNS', 'PRETRAINED', 'LOOK_ALIKES', 'results_tabl
            'concentration_note', 'per_breed_report', 'worst_breed_reading', 'most_confused', 'noisy_labels',
            'head_on_labels', 'last_conv', 'cam_layer', 'grad_cam', 'one_per_breed', 'confidence_bins',
            'expected_calibration_error', 'apply_temperature', 'fit_temperature', 'held_out_calibration',
-           'temperature_spread', 'temperature_reading', 'WithNormalization', 'preprocess_spec', 'export_onnx',
-           'onnx_input', 'predict', 'seen_by_imagenet', 'model_card']
+           'temperature_spread', 'temperature_reading', 'overall_confidence', 'sureness', 'WithNormalization',
+           'preprocess_spec', 'export_onnx', 'onnx_input', 'predict', 'seen_by_imagenet', 'model_card']
 
 # %% ../nbs/05_analysis.ipynb #631b13b0
 STAGES = ["random_guess", "majority", "lenet", "imagenet_head", "feature_extractor", "finetune", "ensemble"]
@@ -37,10 +37,14 @@ TABLE_COLUMNS = ["model", "val_acc", "val_acc_unseen", "val_top5", "val_loss", "
 
 def _model_name(stage: dict) -> str:
     "The architecture of a stage, or for an ensemble the candidates its selection kept, joined by '+'."
+    def joined(names: list) -> str:   # two names in full; more as a count and their backbones: a table cell
+        names = list(names)
+        return "+".join(names) if len(names) <= 2 else (
+            f"{len(names)} candidates of {' and '.join(sorted({n.split()[0] for n in names}))}")
     if stage.get("weights"):   # lesson 04's selection, e.g. 'tf_efficientnet_lite1 frozen' and another
-        return "+".join(stage["weights"])
+        return joined(stage["weights"])
     if "members" in stage:
-        return "+".join(stage["members"])
+        return joined(stage["members"])
     config = stage.get("config") or {}
     size = (config.get("frozen") or config).get("img_size")   # lesson 03's config holds its frozen stage's
     return (stage.get("arch") or "") + (f" at {size} px" if size and stage.get("arch") else "")
@@ -76,7 +80,7 @@ def label_bars(ax, values, errors, dots, low: float):  # low: the left end of th
 
 def plot_stages(table,   # results_table(...)
                 title):  # the figure's title
-    "Every stage on a 0-100 % axis, and the pretrained stages zoomed in, bars labelled, ±2 standard errors."
+    "Every stage as bars on a 0-100 % axis, and the pretrained stages zoomed in as dots (the axis is cut), ±2 standard errors."
     import matplotlib.pyplot as plt
     zoom = table.loc[[stage for stage in PRETRAINED if stage in table.index]]
     panels = [table, zoom] if len(zoom) else [table]
@@ -85,12 +89,21 @@ def plot_stages(table,   # results_table(...)
         acc, unseen, n = rows["val_acc"][::-1] * 100, rows["val_acc_unseen"][::-1] * 100, rows["n_val"][::-1]
         error = pd.Series([100 * two_se(a / 100, k) if k == k else 0.0 for a, k in zip(acc, n)],
                           index=acc.index)   # 0 where n_val was not recorded
-        ax.barh(rows.index[::-1], acc, xerr=error, color="C0", ecolor="0.2", capsize=3,
-                label="all report photos, ±2 standard errors")
-        if unseen.notna().any():
-            ax.plot(unseen, rows.index[::-1], "o", c="C3", label="never in ImageNet training")
         low = 0 if k == 0 else max(0, np.floor(np.nanmin([acc.min(), unseen.min()])) - 2)
-        label_bars(ax, acc, error, unseen, low)
+        if k == 0:   # from zero, a bar's length is its accuracy
+            ax.barh(rows.index[::-1], acc, xerr=error, color="C0", ecolor="0.2", capsize=3,
+                    label="all report photos, ±2 standard errors")
+        else:        # on a cut axis a bar's length would mislead: a dot, read against the whiskers
+            ax.errorbar(acc, rows.index[::-1], xerr=error, fmt="s", c="C0", ecolor="0.2", capsize=3)
+        if unseen.notna().any():
+            ax.plot(unseen, rows.index[::-1], "o", c="C3", label="never in ImageNet training" if k == 0 else None,
+                    zorder=3)   # above a square at the same value
+        if k == 0:
+            label_bars(ax, acc, error, unseen, low)
+        else:
+            for row, (value, e, dot) in enumerate(zip(acc, error, unseen)):   # right of the whisker and the dot
+                ax.text(np.nanmax([value + e, dot]) + 0.01 * (100 - low), row, f"{value:.1f} %", va="center",
+                        fontsize=8)
         ax.set_xlim(low, 100)
         panel = "every stage" if k == 0 else "pretrained stages, zoomed"
         ax.set(xlabel="report-split accuracy (%)", title=panel)
@@ -266,6 +279,11 @@ def curves_reading(curves: dict,               # a stage's title -> its history,
                     "predicting new ones better, the start of overfitting"
                     + (f" (early stopping, lesson 01, keeps epoch {h[best]['epoch']})" if held == "choose"
                        else " (read, not chosen: these held-out photos are the report split)"))
+        elif best == len(h) - 1 and level < len(h) - 2:   # level for the last 3+ epochs, still creeping down
+            text = (f"the held-out loss is lowest at the last epoch ({loss[-1]:.3f}) but came within {margin:.3f} "
+                    f"({tol:.0%} of its drop from the first epoch) of it by epoch {h[level]['epoch']} and has fallen "
+                    f"only {loss[level] - loss[-1]:.3f} in the {len(h) - 1 - level} epochs since: a plateau, so more "
+                    "epochs would buy little")
         elif best == len(h) - 1:
             text = (f"the held-out loss is lowest at the last epoch ({loss[0]:.3f} at the first, "
                     f"{loss[-2]:.3f} then {loss[-1]:.3f} at the last two): still improving, so more epochs "
@@ -332,6 +350,19 @@ LOOK_ALIKES = {   # why two breeds are hard to tell apart, from breed descriptio
         "both are Welsh corgis, long and low with erect ears; the Cardigan has a long tail",
     frozenset({"Irish wolfhound", "Scottish deerhound"}): "both are tall, rough-coated grey sighthounds",
     frozenset({"kuvasz", "Great Pyrenees"}): "both are large white livestock guardian dogs",
+    frozenset({"toy poodle", "miniature poodle"}): "one breed in two sizes: size does not show without scale",
+    frozenset({"miniature poodle", "standard poodle"}): "one breed in two sizes: size does not show without scale",
+    frozenset({"toy poodle", "standard poodle"}): "one breed in two sizes: size does not show without scale",
+    frozenset({"malamute", "Eskimo dog"}): "both are heavy spitz sled dogs, grey or black and white, with erect ears",
+    frozenset({"malamute", "Siberian husky"}): "both are spitz sled dogs with the same masked face; the malamute is heavier",
+    frozenset({"Italian greyhound", "whippet"}): "both are short-coated small sighthounds; size does not show "
+                                                   "without scale",
+    frozenset({"Norfolk terrier", "Norwich terrier"}): "one breed until 1964, told apart by the ears (drop or erect)",
+    frozenset({"groenendael", "malinois"}): "both are Belgian shepherds, told apart by coat: long and black, or short and fawn",
+    frozenset({"Lhasa", "Shih-Tzu"}): "both are small, long-coated Tibetan dogs of the same build",
+    frozenset({"Greater Swiss Mountain dog", "EntleBucher"}):
+        "both are tricoloured Swiss mountain dogs; size does not show without scale",
+    frozenset({"Appenzeller", "EntleBucher"}): "both are tricoloured Swiss mountain dogs of a similar size",
 }
 
 def confusion_reading(cm, breeds):
@@ -340,12 +371,16 @@ def confusion_reading(cm, breeds):
     if errors == 0:
         return f"**Reading the results.** All {cm.sum():,} report photos are on the diagonal."
     off = cm - np.diag(np.diag(cm))
-    i, j = np.unravel_index(off.argmax(), off.shape)
+    tied = list(zip(*np.nonzero(off == off.max())))   # the cells holding the largest count
+    i, j = max(tied, key=lambda c: (off[c[1], c[0]], frozenset({breeds[c[0]], breeds[c[1]]}) in LOOK_ALIKES))
     a, b, k = breeds[i], breeds[j], len(breeds)
+    held = (f"The largest cell holds **{off[i, j]}** {'photo' if off[i, j] == 1 else 'photos'} of {a} taken for {b}"
+            if len(tied) == 1 or off[i, j] == 1 else
+            f"The largest count, **{off[i, j]}** photos, is shared by {len(tied)} cells; of them, {a} taken for {b} "
+            "is the pair most confused both ways")
     text = (f"**Reading the results.** Of {cm.sum():,} report photos, {errors:,} are off the diagonal. "
-            f"The largest cell holds **{off[i, j]}** {'photo' if off[i, j] == 1 else 'photos'} of {a} "
-            f"taken for {b}, "
-            f"{off[i, j] / errors:.0%} of all errors, where errors spread evenly over the {k * (k - 1):,} "
+            f"{held}, "
+            f"{off[i, j] / errors:.0%} of all errors{' each' if len(tied) > 1 else ''}, where errors spread evenly over the {k * (k - 1):,} "
             f"possible mistakes would put {errors / (k * (k - 1)):.2g} in each cell. The confusion is "
             + (f"mutual: {off[j, i]} photos of {b} were taken for {a}." if off[j, i] else "one-way here."))
     if off[i, j] == 1 and errors > 1:
@@ -606,6 +641,26 @@ def temperature_reading(name: str,  # the model's name
     return text + ("The change is within noise: on these photos the model shows no calibration error "
                    "that one temperature can repair, so read no direction into T.")
 
+# %% ../nbs/05_analysis.ipynb #c0de0541
+def overall_confidence(probs: torch.Tensor,    # class probabilities (N, K)
+                       targets: torch.Tensor,  # true classes (N,)
+                      ) -> dict:               # confidence, accuracy, gap (confidence minus accuracy), noise
+    "Mean top probability against accuracy over all photos, the gap's two standard errors taken photo by photo."
+    confidence, predicted = probs.float().max(1)
+    right = (predicted == targets).float()
+    surer = confidence - right   # per photo: the probability it gave its answer, minus whether it was right
+    n = len(targets)
+    return dict(confidence=float(confidence.mean()), accuracy=float(right.mean()), gap=float(surer.mean()),
+                noise=2 * float(surer.std()) / math.sqrt(n) if n > 1 else math.inf)
+
+def sureness(gap: float, noise: float) -> str:   # overall_confidence's gap and noise
+    "The gap in words: surer than right, right more often than it says, or within noise."
+    if gap > noise:
+        return f"surer than it is right by {gap:.1%}, beyond two standard errors (±{noise:.1%})"
+    if gap < -noise:
+        return f"right more often than it says by {-gap:.1%}, beyond two standard errors (±{noise:.1%})"
+    return f"a gap of {gap:+.1%}, within two standard errors (±{noise:.1%})"
+
 # %% ../nbs/05_analysis.ipynb #62638425
 class WithNormalization(nn.Module):
     "A model preceded by (x - mean) / std, so callers pass RGB in [0, 1]."
@@ -775,7 +830,11 @@ def _card_failures(f: dict) -> list:
                  "no temperature applied (none was fitted: that takes predictions on photos the model did "
                  "not train on, and this model has no twin trained without the choice split to give them): "
                  "on average over confidence bins, the stated probability and the share of right answers "
-                 f"differ by {f['ece']:.1%}. That average can hide a busy bin that is too sure"
+                 f"differ by {f['ece']:.1%}."
+                 + (f" Over all report photos its mean stated probability is {f['overall']['confidence']:.1%} "
+                    f"against {f['overall']['accuracy']:.1%} right: "
+                    f"{sureness(f['overall']['gap'], f['overall']['noise'])}." if f.get("overall") else "")
+                 + " That average can hide a busy bin that is too sure"
                  + _busiest_clause(f)
                  + "; and confident mistakes still happen: read a probability as a ranking before a promise.")
     lines.append("- Always answers one of its breeds: a photo of another breed, a mixed breed, several dogs "
