@@ -80,7 +80,7 @@ def label_bars(ax, values, errors, dots, low: float):  # low: the left end of th
 
 def plot_stages(table,   # results_table(...)
                 title):  # the figure's title
-    "Every stage as bars on a 0-100 % axis, and the pretrained stages zoomed in as dots (the axis is cut), ±2 standard errors."
+    "Every stage as bars on a 0-100 % axis, the pretrained ones as dots on a cut axis; ±2 standard errors."
     import matplotlib.pyplot as plt
     zoom = table.loc[[stage for stage in PRETRAINED if stage in table.index]]
     panels = [table, zoom] if len(zoom) else [table]
@@ -96,12 +96,12 @@ def plot_stages(table,   # results_table(...)
         else:        # on a cut axis a bar's length would mislead: a dot, read against the whiskers
             ax.errorbar(acc, rows.index[::-1], xerr=error, fmt="s", c="C0", ecolor="0.2", capsize=3)
         if unseen.notna().any():
-            ax.plot(unseen, rows.index[::-1], "o", c="C3", label="never in ImageNet training" if k == 0 else None,
-                    zorder=3)   # above a square at the same value
+            ax.plot(unseen, rows.index[::-1], "o", c="C3", zorder=3,   # above a square at the same value
+                    label="never in ImageNet training" if k == 0 else None)
         if k == 0:
             label_bars(ax, acc, error, unseen, low)
         else:
-            for row, (value, e, dot) in enumerate(zip(acc, error, unseen)):   # right of the whisker and the dot
+            for row, (value, e, dot) in enumerate(zip(acc, error, unseen)):   # right of whisker and dot
                 ax.text(np.nanmax([value + e, dot]) + 0.01 * (100 - low), row, f"{value:.1f} %", va="center",
                         fontsize=8)
         ax.set_xlim(low, 100)
@@ -253,6 +253,17 @@ def _underfit(train: float, held: float, chance: float | None) -> str:
             f"the held-out loss only {held - train:+.3f} from it: the model fits its own photos barely "
             "better than new ones, which is underfitting")
 
+def _lowest_last(h: list, loss: list, level: int, margin: float, tol: float) -> str:
+    "The reading of a held-out loss lowest at its last epoch: a plateau, or still improving."
+    if level < len(h) - 2:   # level for the last 3+ epochs, still creeping down
+        return (f"the held-out loss is lowest at the last epoch ({loss[-1]:.3f}) but came within "
+                f"{margin:.3f} ({tol:.0%} of its drop from the first epoch) of it by epoch "
+                f"{h[level]['epoch']} and has fallen only {loss[level] - loss[-1]:.3f} in the "
+                f"{len(h) - 1 - level} epochs since: a plateau, so more epochs would buy little")
+    return (f"the held-out loss is lowest at the last epoch ({loss[0]:.3f} at the first, "
+            f"{loss[-2]:.3f} then {loss[-1]:.3f} at the last two): still improving, so more epochs "
+            "could help")
+
 def curves_reading(curves: dict,               # a stage's title -> its history, as plot_curves takes it
                    chance: float | None = None,  # the log loss of a uniform guess, ln(number of breeds)
                    tol: float = 0.1              # within this share of the curve's drop to its lowest: level
@@ -279,15 +290,8 @@ def curves_reading(curves: dict,               # a stage's title -> its history,
                     "predicting new ones better, the start of overfitting"
                     + (f" (early stopping, lesson 01, keeps epoch {h[best]['epoch']})" if held == "choose"
                        else " (read, not chosen: these held-out photos are the report split)"))
-        elif best == len(h) - 1 and level < len(h) - 2:   # level for the last 3+ epochs, still creeping down
-            text = (f"the held-out loss is lowest at the last epoch ({loss[-1]:.3f}) but came within {margin:.3f} "
-                    f"({tol:.0%} of its drop from the first epoch) of it by epoch {h[level]['epoch']} and has fallen "
-                    f"only {loss[level] - loss[-1]:.3f} in the {len(h) - 1 - level} epochs since: a plateau, so more "
-                    "epochs would buy little")
         elif best == len(h) - 1:
-            text = (f"the held-out loss is lowest at the last epoch ({loss[0]:.3f} at the first, "
-                    f"{loss[-2]:.3f} then {loss[-1]:.3f} at the last two): still improving, so more epochs "
-                    "could help")
+            text = _lowest_last(h, loss, level, margin, tol)
         elif last_train >= loss[best]:
             text = (f"the held-out loss levels off near {loss[best]:.3f} by epoch {h[level]['epoch']} with "
                     f"the training loss no lower ({last_train:.3f}): the model fits its own photos no better "
@@ -350,15 +354,19 @@ LOOK_ALIKES = {   # why two breeds are hard to tell apart, from breed descriptio
         "both are Welsh corgis, long and low with erect ears; the Cardigan has a long tail",
     frozenset({"Irish wolfhound", "Scottish deerhound"}): "both are tall, rough-coated grey sighthounds",
     frozenset({"kuvasz", "Great Pyrenees"}): "both are large white livestock guardian dogs",
-    frozenset({"toy poodle", "miniature poodle"}): "one breed in two sizes: size does not show without scale",
-    frozenset({"miniature poodle", "standard poodle"}): "one breed in two sizes: size does not show without scale",
-    frozenset({"toy poodle", "standard poodle"}): "one breed in two sizes: size does not show without scale",
-    frozenset({"malamute", "Eskimo dog"}): "both are heavy spitz sled dogs, grey or black and white, with erect ears",
-    frozenset({"malamute", "Siberian husky"}): "both are spitz sled dogs with the same masked face; the malamute is heavier",
-    frozenset({"Italian greyhound", "whippet"}): "both are short-coated small sighthounds; size does not show "
-                                                   "without scale",
-    frozenset({"Norfolk terrier", "Norwich terrier"}): "one breed until 1964, told apart by the ears (drop or erect)",
-    frozenset({"groenendael", "malinois"}): "both are Belgian shepherds, told apart by coat: long and black, or short and fawn",
+    **{frozenset(pair): "one breed in three sizes: size does not show without scale"
+       for pair in (("toy poodle", "miniature poodle"), ("miniature poodle", "standard poodle"),
+                    ("toy poodle", "standard poodle"))},
+    frozenset({"malamute", "Eskimo dog"}):
+        "both are heavy spitz sled dogs, grey or black and white, with erect ears",
+    frozenset({"malamute", "Siberian husky"}):
+        "both are spitz sled dogs with the same masked face; the malamute is heavier",
+    frozenset({"Italian greyhound", "whippet"}):
+        "both are short-coated small sighthounds; size does not show without scale",
+    frozenset({"Norfolk terrier", "Norwich terrier"}):
+        "one breed until 1964, told apart by the ears: drop or erect",
+    frozenset({"groenendael", "malinois"}):
+        "both are Belgian shepherds, told apart by coat: long and black, or short and fawn",
     frozenset({"Lhasa", "Shih-Tzu"}): "both are small, long-coated Tibetan dogs of the same build",
     frozenset({"Greater Swiss Mountain dog", "EntleBucher"}):
         "both are tricoloured Swiss mountain dogs; size does not show without scale",
@@ -374,13 +382,15 @@ def confusion_reading(cm, breeds):
     tied = list(zip(*np.nonzero(off == off.max())))   # the cells holding the largest count
     i, j = max(tied, key=lambda c: (off[c[1], c[0]], frozenset({breeds[c[0]], breeds[c[1]]}) in LOOK_ALIKES))
     a, b, k = breeds[i], breeds[j], len(breeds)
-    held = (f"The largest cell holds **{off[i, j]}** {'photo' if off[i, j] == 1 else 'photos'} of {a} taken for {b}"
+    photos = "photo" if off[i, j] == 1 else "photos"
+    held = (f"The largest cell holds **{off[i, j]}** {photos} of {a} taken for {b}"
             if len(tied) == 1 or off[i, j] == 1 else
-            f"The largest count, **{off[i, j]}** photos, is shared by {len(tied)} cells; of them, {a} taken for {b} "
-            "is the pair most confused both ways")
+            f"The largest count, **{off[i, j]}** photos, is shared by {len(tied)} cells; of them, {a} taken "
+            f"for {b} is the pair most confused both ways")
     text = (f"**Reading the results.** Of {cm.sum():,} report photos, {errors:,} are off the diagonal. "
             f"{held}, "
-            f"{off[i, j] / errors:.0%} of all errors{' each' if len(tied) > 1 else ''}, where errors spread evenly over the {k * (k - 1):,} "
+            f"{off[i, j] / errors:.0%} of all errors{' each' if len(tied) > 1 else ''}, where errors spread "
+            f"evenly over the {k * (k - 1):,} "
             f"possible mistakes would put {errors / (k * (k - 1)):.2g} in each cell. The confusion is "
             + (f"mutual: {off[j, i]} photos of {b} were taken for {a}." if off[j, i] else "one-way here."))
     if off[i, j] == 1 and errors > 1:
@@ -645,7 +655,7 @@ def temperature_reading(name: str,  # the model's name
 def overall_confidence(probs: torch.Tensor,    # class probabilities (N, K)
                        targets: torch.Tensor,  # true classes (N,)
                       ) -> dict:               # confidence, accuracy, gap (confidence minus accuracy), noise
-    "Mean top probability against accuracy over all photos, the gap's two standard errors taken photo by photo."
+    "Mean top probability against accuracy over all photos; the gap's two standard errors, photo by photo."
     confidence, predicted = probs.float().max(1)
     right = (predicted == targets).float()
     surer = confidence - right   # per photo: the probability it gave its answer, minus whether it was right
@@ -831,8 +841,8 @@ def _card_failures(f: dict) -> list:
                  "not train on, and this model has no twin trained without the choice split to give them): "
                  "on average over confidence bins, the stated probability and the share of right answers "
                  f"differ by {f['ece']:.1%}."
-                 + (f" Over all report photos its mean stated probability is {f['overall']['confidence']:.1%} "
-                    f"against {f['overall']['accuracy']:.1%} right: "
+                 + (f" Over all report photos its mean stated probability is "
+                    f"{f['overall']['confidence']:.1%} against {f['overall']['accuracy']:.1%} right: "
                     f"{sureness(f['overall']['gap'], f['overall']['noise'])}." if f.get("overall") else "")
                  + " That average can hide a busy bin that is too sure"
                  + _busiest_clause(f)

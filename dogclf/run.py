@@ -125,7 +125,7 @@ def output_noise(nb) -> list[str]:  # an executed notebook, as nbformat reads it
     "What a reader should not meet in `nb`'s outputs: errors, tracebacks, warnings, over LOG_LIMIT lines."
     said, printed = [], 0
     for i, cell in enumerate(nb.cells):
-        streams = {}   # one print can reach the notebook in pieces: a cell's stdout (stderr) is read as one text
+        streams = {}   # one print can reach the notebook in pieces: a cell's stdout (stderr) is one text
         for o in cell.get("outputs", []):
             if o.get("output_type") == "error":
                 said.append(f"cell {i}: {o.get('ename')}")
