@@ -177,7 +177,7 @@ def configure(params: dict,        # the lesson's parameters (pass `globals()`);
     settings.update(profile=name, data=given.get("data") or "", out=out, root=root, overrides=changed)
     _scratch()
     if show:
-        print(f"profile {name}, run folder {out}" + (f", changed: {changed}" if changed else ""))
+        print(f"profile {name}, run folder {out}" + (f", changed for this run: {changed}" if changed else ""))
     return SimpleNamespace(**settings)
 
 # %% ../nbs/core.ipynb #c0de0016
