@@ -820,9 +820,10 @@ def _busiest_clause(f: dict) -> str:
 
 def _card_failures(f: dict) -> list:
     "The card's known failure modes, from the run's confusions, weakest breed, label noise and calibration."
-    pairs = "; ".join(f"{t} taken for {p} ({k} photos)" for t, p, k in f["confused"])
+    photos = lambda k: f"{k} photo{'s' * (k != 1)}"
+    pairs = "; ".join(f"{t} taken for {p} ({photos(k)})" for t, p, k in f["confused"])
     if f.get("tied"):   # pairs as confused as the last one listed, left out
-        pairs += f"; {f['tied']} more pairs also with {f['confused'][-1][2]} photos each"
+        pairs += f"; {f['tied']} more pair{'s' * (f['tied'] != 1)} also with {photos(f['confused'][-1][2])} each"
     lines = [f"- Most confused: {pairs}." if pairs else "- No two breeds were confused on report photos.",
              _weakest_line(f)]
     if f.get("noise"):
