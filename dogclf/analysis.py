@@ -392,7 +392,8 @@ def confusion_reading(cm, breeds):
             f"{off[i, j] / errors:.0%} of all errors{' each' if len(tied) > 1 else ''}, where errors spread "
             f"evenly over the {k * (k - 1):,} "
             f"possible mistakes would put {errors / (k * (k - 1)):.2g} in each cell. The confusion is "
-            + (f"mutual: {off[j, i]} photos of {b} were taken for {a}." if off[j, i] else "one-way here."))
+            + (f"mutual: {off[j, i]} photo{'s' if off[j, i] > 1 else ''} of {b} {'were' if off[j, i] > 1 else 'was'} "
+               f"taken for {a}." if off[j, i] else "one-way here."))
     if off[i, j] == 1 and errors > 1:
         text += (" Every error sits alone in its cell, so no pair stands out: the pair named is only the "
                  "first of several ties.")
