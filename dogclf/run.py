@@ -24,7 +24,7 @@ from .core import read_results
 
 # %% auto #0
 __all__ = ['LOG_LIMIT', 'NO_UNSEEN', 'lesson_notebooks', 'fingerprint', 'photos_key', 'lesson_parameters', 'output_noise',
-           'RunError', 'LessonFailed', 'run_lesson', 'run_pipeline', 'photo_counts', 'results_markdown',
+           'RunError', 'LessonFailed', 'run_lesson', 'run_pipeline', 'photo_counts', 'results_markdown', 'seen_note',
            'main_run_markdown', 'pays_markdown', 'update_readme', 'stale_lessons', 'publish_run',
            'lesson_times_markdown', 'repo_links', 'sync_repo_url', 'train_recipe', 'main']
 
@@ -410,7 +410,7 @@ def results_markdown(results: dict,                     # the content of results
     show_unseen = bool(n_unseen) or (n_unseen is None and recorded_unseen)
     lines = [_run_header(results, n_val, n_unseen), "", *_table_rows(table, targets or {}, show_unseen)]
     if n_unseen == 0:
-        lines += ["", NO_UNSEEN]
+        lines += ["", seen_note(results, n_val)]
     note = _noise_note(table, n_val, n_unseen)
     if note:
         lines += ["", note]
@@ -419,6 +419,18 @@ def results_markdown(results: dict,                     # the content of results
     lines += ["", main] if main else []
     lines += ["", pays] if pays else []
     return "\n".join(lines)
+
+def seen_note(results: dict,  # the content of results.json
+              n_val: int):    # report photos
+    "Why a run has no never-in-ImageNet column, with lesson 05's count of report photos named like ImageNet's."
+    n_seen = results.get("stages", {}).get("export", {}).get("n_seen")
+    if not n_seen:
+        return NO_UNSEEN
+    share = f"All {n_val:,}" if n_seen == n_val else f"{n_seen:,} of the {n_val:,}"
+    return (f"No report photo is known to be absent from ImageNet's training set, so there is no never-in-ImageNet "
+            f"column. {share} report photos are ImageNet training photos (they carry its file names): every "
+            "pretrained stage was trained on them, with their labels, before the run began, so its figures measure "
+            "memory as well as transfer, an upper bound for new photos.")
 
 def main_run_markdown(stage: dict) -> str:  # results.json's finetune stage
     "Lesson 03's main run over its seeds against the frozen head of its backbone, paired on the same photos."
@@ -444,25 +456,27 @@ def main_run_markdown(stage: dict) -> str:  # results.json's finetune stage
 
 def pays_markdown(stage: dict) -> str:  # results.json's finetune stage
     "Lesson 03's 'when does fine-tuning pay?' rows as a table, each gain judged against two standard errors."
-    from dogclf.noise import two_se
+    from dogclf.noise import two_se, significant
     rows = stage.get("when_it_pays") or []
+    tested = all("p_value" in r for r in rows)
     if not rows:
         return ""
     lines = [f"When fine-tuning pays (lesson 03: {stage.get('comparison_arch', '?')} at "
              f"{stage.get('comparison_size', '?')} px, the frozen head against the fine-tuned run "
              "on the same photos):",
-             "", "| setting | photos per breed | frozen head | fine-tuned | gain | two standard errors |",
-             "|" + " --- |" * 6]
+             "", "| setting | photos per breed | frozen head | fine-tuned | gain | two standard errors |"
+             + (" sign test p |" if tested else ""), "|" + " --- |" * (7 if tested else 6)]
     for r in rows:
         gain = r["finetuned_acc"] - r["frozen_acc"]
         noise = r.get("two_se", two_se(r["frozen_acc"], r["n_val"]))   # paired when the run recorded it
-        mark = "**" if abs(gain) > noise else ""
+        mark = "**" if significant(gain, noise, r.get("p_value")) else ""
         lines.append(f"| {r['setting']} | {r['photos_per_class']} | {_pct(r['frozen_acc'])} | "
-                     f"{_pct(r['finetuned_acc'])} | {mark}{gain * 100:+.1f} %{mark} | ±{_pct(noise)} |")
+                     f"{_pct(r['finetuned_acc'])} | {mark}{gain * 100:+.1f} %{mark} | ±{_pct(noise)} |"
+                     + (f" {r['p_value']:.2g} |" if tested else ""))
     paired = all("two_se" in r for r in rows)
     lines += ["", "A gain in bold is larger than two standard errors "
-              + ("of the paired difference on its report photos." if paired else
-                 "on its report photos.")]
+              + ("of the paired difference on its report photos" if paired else "on its report photos")
+              + (", and the paired sign test agrees (p < 0.05)." if tested else ".")]
     return "\n".join(lines)
 
 def update_readme(readme: Path,            # the README.md to edit in place
