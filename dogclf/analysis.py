@@ -392,8 +392,8 @@ def confusion_reading(cm, breeds):
             f"{off[i, j] / errors:.0%} of all errors{' each' if len(tied) > 1 else ''}, where errors spread "
             f"evenly over the {k * (k - 1):,} "
             f"possible mistakes would put {errors / (k * (k - 1)):.2g} in each cell. The confusion is "
-            + (f"mutual: {off[j, i]} photo{'s' if off[j, i] > 1 else ''} of {b} {'were' if off[j, i] > 1 else 'was'} "
-               f"taken for {a}." if off[j, i] else "one-way here."))
+            + (f"mutual: {off[j, i]} photo{'s' if off[j, i] > 1 else ''} of {b} "
+               f"{'were' if off[j, i] > 1 else 'was'} taken for {a}." if off[j, i] else "one-way here."))
     if off[i, j] == 1 and errors > 1:
         text += (" Every error sits alone in its cell, so no pair stands out: the pair named is only the "
                  "first of several ties.")
@@ -824,7 +824,8 @@ def _card_failures(f: dict) -> list:
     photos = lambda k: f"{k} photo{'s' * (k != 1)}"
     pairs = "; ".join(f"{t} taken for {p} ({photos(k)})" for t, p, k in f["confused"])
     if f.get("tied"):   # pairs as confused as the last one listed, left out
-        pairs += f"; {f['tied']} more pair{'s' * (f['tied'] != 1)} also with {photos(f['confused'][-1][2])} each"
+        more = f"{f['tied']} more pair{'s' * (f['tied'] != 1)}"
+        pairs += f"; {more} also with {photos(f['confused'][-1][2])} each"
     lines = [f"- Most confused: {pairs}." if pairs else "- No two breeds were confused on report photos.",
              _weakest_line(f)]
     if f.get("noise"):

@@ -422,15 +422,15 @@ def results_markdown(results: dict,                     # the content of results
 
 def seen_note(results: dict,  # the content of results.json
               n_val: int):    # report photos
-    "Why a run has no never-in-ImageNet column, with lesson 05's count of report photos named like ImageNet's."
+    "Why a run has no never-in-ImageNet column, with lesson 05's count of photos named like ImageNet's."
     n_seen = results.get("stages", {}).get("export", {}).get("n_seen")
     if not n_seen:
         return NO_UNSEEN
     share = f"All {n_val:,}" if n_seen == n_val else f"{n_seen:,} of the {n_val:,}"
-    return (f"No report photo is known to be absent from ImageNet's training set, so there is no never-in-ImageNet "
-            f"column. {share} report photos are ImageNet training photos (they carry its file names): every "
-            "pretrained stage was trained on them, with their labels, before the run began, so its figures measure "
-            "memory as well as transfer, an upper bound for new photos.")
+    return (f"No report photo is known to be absent from ImageNet's training set, so there is no "
+            f"never-in-ImageNet column. {share} report photos are ImageNet training photos (they carry its "
+            "file names): every pretrained stage was trained on them, with their labels, before the run "
+            "began, so its figures measure memory as well as transfer, an upper bound for new photos.")
 
 def main_run_markdown(stage: dict) -> str:  # results.json's finetune stage
     "Lesson 03's main run over its seeds against the frozen head of its backbone, paired on the same photos."
