@@ -19,17 +19,18 @@ from .core import atomic_write
 from .data import load_rgb
 from .ensemble import held_out_features
 from .models import FrozenStage, frozen_head
-from .noise import paired, photo_losses, significant, two_se, unpaired, verdict, wilson
+from .noise import paired, photo_losses, plural, points, significant, two_se, unpaired, verdict, wilson
 from .train import log_loss, nll
 
 # %% auto #0
 __all__ = ['STAGES', 'TABLE_COLUMNS', 'PRETRAINED', 'LOOK_ALIKES', 'results_table', 'label_bars', 'plot_stages', 'gap_noise',
            'stages_reading', 'plot_curves', 'curves_reading', 'compare_with', 'compared', 'confusion_reading',
-           'concentration_note', 'per_breed_report', 'worst_breed_reading', 'most_confused', 'noisy_labels',
-           'head_on_labels', 'last_conv', 'cam_layer', 'grad_cam', 'one_per_breed', 'confidence_bins',
+           'concentration_note', 'per_breed_report', 'weakest_gap', 'standing', 'worst_breed_reading', 'most_confused',
+           'noisy_labels', 'head_on_labels', 'last_conv', 'cam_layer', 'grad_cam', 'one_per_breed', 'confidence_bins',
            'expected_calibration_error', 'apply_temperature', 'fit_temperature', 'held_out_calibration',
-           'temperature_spread', 'temperature_reading', 'overall_confidence', 'sureness', 'WithNormalization',
-           'preprocess_spec', 'export_onnx', 'onnx_input', 'predict', 'seen_by_imagenet', 'model_card']
+           'temperature_spread', 'temperature_reading', 'overall_confidence', 'shown_decimals', 'sureness',
+           'WithNormalization', 'preprocess_spec', 'export_onnx', 'onnx_input', 'predict', 'seen_by_imagenet',
+           'model_card']
 
 # %% ../nbs/05_analysis.ipynb #631b13b0
 STAGES = ["random_guess", "majority", "lenet", "imagenet_head", "feature_extractor", "finetune", "ensemble"]
@@ -134,16 +135,22 @@ def _gaps_reading(table: pd.DataFrame, steps: list,   # steps: the pretrained st
     big = [name for name in gaps if beyond(name)]
     def shown(name):   # a gap, its paired noise if it has one, and the backbones where they change
         (a, b), t = pairs[name], tested[name]
-        return (f"{name} {gaps[name]:+.1%}" + (f" (paired on the same photos: ±{t['two_se']:.1%})"
-                                               if t else "")
+        paired_noise = f" (paired on the same photos: ±{points(t['two_se'], sign=False)})" if t else ""
+        return (f"{name} {points(gaps[name])}" + paired_noise
                 + (f" (the model changes: {models[a]} → {models[b]})" if name in changed else ""))
     paired_too = any(t is not None for t in tested.values())
     text = (f" Between neighbouring pretrained stages the gaps are: {'; '.join(map(shown, gaps))}. Two "
             f"standard errors of the difference of two accuracies near {p:.1%} on {n:,} photos are "
-            f"±{noise:.1%}" + (" (the gap marked paired has its own, narrower one)" if paired_too else "")
+            f"±{points(noise, sign=False)}"
+            + (" (the gap marked paired has its own, narrower one)" if paired_too else "")
             + ", so ")
     rest = ", and the rest are not." if len(big) < len(gaps) else "."
-    text += (f"{', '.join(big)} {'is' if len(big) == 1 else 'are'} larger than the noise{rest}" if big else
+    same, across = [g for g in big if g not in changed], [g for g in big if g in changed]
+    are = lambda names: f"{', '.join(names)} {'is' if len(names) == 1 else 'are'}"
+    said = ([f"{are(same)} larger than the noise"] if same else []) + (
+        [f"{are(across)} larger {'too ' if same else 'than the noise '}but "
+         f"compare{'s' * (len(across) == 1)} two different models, not a step"] if across else [])
+    text += ("; ".join(said) + rest if big else
              "none of these gaps is larger than the noise: the table does not rank the pretrained stages.")
     if changed:   # e.g. lesson 02's head at the backbone's size against lesson 03's run at a smaller one
         text += (" Where the backbone or its input size changes between two rows, the gap is the two "
@@ -328,7 +335,7 @@ def compare_with(name: str,             # the other model, as the reading names 
 def compared(c: dict) -> str:  # what compare_with returned
     "One comparison as a sentence fragment: the other model, its accuracy, and the verdict against noise."
     said = verdict(c["gain"], c["two_se"], "it", c["p_value"])
-    return f"against {c['name']} ({c['acc']:.1%}) it {said} ({c['how']})"
+    return f"against {c['name']}, at {c['acc']:.1%}, it {said} ({c['how']})"
 
 
 # %% ../nbs/05_analysis.ipynb #799323ad
@@ -442,6 +449,28 @@ def per_breed_report(targets,              # true classes (N,)
     return report.sort_values(["recall", "f1"], kind="stable")
 
 # %% ../nbs/05_analysis.ipynb #595a2339
+def weakest_gap(per_breed: pd.DataFrame) -> tuple | None:   # per-breed recall and photos, weakest first
+    "(next breed up, its recall minus the weakest's, two standard errors of that gap), or None."
+    recall, photos = per_breed["recall"], per_breed["photos"]
+    above = per_breed.index[recall > recall.iloc[0]]
+    if not len(above) or not photos.iloc[0]:
+        return None
+    up = above[0]
+    noise = unpaired(recall.iloc[0], int(photos.iloc[0]), recall[up], int(photos[up]))   # two breeds' photos
+    return up, float(recall[up] - recall.iloc[0]), noise
+
+def standing(gap: tuple | None, recall_up: float | None = None) -> str:   # weakest_gap's answer
+    "Whether the weakest breed stands out from the next one up beyond noise, as a clause."
+    if gap is None:
+        return ""
+    up, d, noise = gap
+    next_up = f"the next breed up ({up}" + (f", {recall_up:.0%})" if recall_up is not None else ")")
+    if d > noise:
+        return (f"it sits {points(d, sign=False)} below {next_up}, beyond two standard errors of that "
+                f"difference (±{points(noise, sign=False)}): a real weak spot, whatever the order above it")
+    return (f"{next_up} is within two standard errors of it (±{points(noise, sign=False)} for that "
+            "difference), so the ranking of the weakest breeds is noisy")
+
 def worst_breed_reading(per_breed, train_counts, cm, breeds):
     "The worst-recall breed, its training photo count against the others', and what it is taken for."
     worst = per_breed.index[0]
@@ -457,8 +486,10 @@ def worst_breed_reading(per_breed, train_counts, cm, breeds):
         text += f" Its photos were most often taken for {breeds[int(wrong.argmax())]} ({int(wrong.max())})."
     if photos:   # a recall on a few dozen photos is a noisy number, and so is a ranking of breeds by it
         noise = two_se(row["recall"], photos)
-        text += (f" On {photos} photos a recall has two standard errors of about ±{noise:.0%} and one photo "
-                 f"moves it by {1 / photos:.0%}: the ranking of the weakest breeds is noisy.")
+        gap = weakest_gap(per_breed)
+        said = f"; {standing(gap, per_breed.loc[gap[0], 'recall'])}." if gap else "."
+        text += (f" On {photos} photos a recall has two standard errors of about ±{noise:.0%}, and one photo "
+                 f"moves it by {points(1 / photos, sign=False)}" + said)
     mine, median = int(train_counts[worst]), float(train_counts.drop(worst).median())
     if train_counts.nunique() == 1:
         return text + (f" Every breed has {mine} training photos in this run, so the training count cannot "
@@ -664,13 +695,21 @@ def overall_confidence(probs: torch.Tensor,    # class probabilities (N, K)
     return dict(confidence=float(confidence.mean()), accuracy=float(right.mean()), gap=float(surer.mean()),
                 noise=2 * float(surer.std()) / math.sqrt(n) if n > 1 else math.inf)
 
-def sureness(gap: float, noise: float) -> str:   # overall_confidence's gap and noise
+def shown_decimals(a: float, b: float) -> int:   # two rates between 0 and 1, shown in percent
+    "Decimals (1 to 3) at which `a` and `b`, each rounded, differ by their difference rounded alike."
+    shown = lambda v, d: float(format(v, f".{d}%")[:-1])   # as an f-string shows it
+    agree = lambda d: points(shown(a, d) / 100 - shown(b, d) / 100, d) == points(a - b, d)
+    return next((d for d in (1, 2) if agree(d)), 3)
+
+def sureness(gap: float, noise: float,  # overall_confidence's gap and noise
+             digits: int = 1) -> str:   # decimals (shown_decimals of the confidence and the accuracy)
     "The gap in words: surer than right, right more often than it says, or within noise."
+    said = lambda g: points(g, digits, sign=False)
     if gap > noise:
-        return f"surer than it is right by {gap:.1%}, beyond two standard errors (±{noise:.1%})"
+        return f"surer than it is right by {said(gap)}, beyond two standard errors (±{said(noise)})"
     if gap < -noise:
-        return f"right more often than it says by {-gap:.1%}, beyond two standard errors (±{noise:.1%})"
-    return f"a gap of {gap:+.1%}, within two standard errors (±{noise:.1%})"
+        return f"right more often than it says by {said(-gap)}, beyond two standard errors (±{said(noise)})"
+    return f"a gap of {points(gap, digits)}, within two standard errors (±{said(noise)})"
 
 # %% ../nbs/05_analysis.ipynb #62638425
 class WithNormalization(nn.Module):
@@ -782,30 +821,32 @@ def _card_overlap(f: dict) -> list:
         share = "All" if s == n else f"{s:,} of the"
         lines.append(f"- {share} {n:,} report photos are ImageNet training photos (they carry its file "
                      "names): the backbone was trained on them, with their labels, before this run began, so "
-                     "the figures below measure photos it has seen: an upper bound for new photos.")
+                     "the figures below measure photos it has seen: likely optimistic for new photos.")
     if s == n:
         return lines
     if not m:
         return lines + ["- No report photo is known to be absent from ImageNet's training set: some may "
-                        "have been seen in pretraining, so read the figures below as an upper bound for new "
-                        "photos."]
+                        "have been seen in pretraining, so read the figures below as likely optimistic for "
+                        "new photos."]
     unseen, every = f["val_acc_unseen"], f["val_acc"]
     low, high = wilson(unseen, m)   # on few photos a ± interval can pass 100 %; Wilson's stays inside
     return lines + [f"- Of the {n:,} report photos, {m:,} are known never to have been in ImageNet's "
                     f"training set. On them the model is right on {unseen:.1%} (95 % interval {low:.1%} to "
                     f"{high:.1%}), "
                     f"against {every:.1%} (±{two_se(every, n):.1%}) on all. The others may have been seen in "
-                    "pretraining, so the overall figure may overstate accuracy on new photos; the first is "
-                    f"the less inflated estimate, though on {m:,} photos its interval is wide."]
+                    "pretraining, so the overall figure may overstate accuracy on new photos; the "
+                    f"{unseen:.1%} on never-seen photos is the less inflated estimate, though on {m:,} "
+                    "photos its interval is wide."]
 
 def _weakest_line(f: dict) -> str:
     "The card's weakest breed: (name, recall) or (name, recall, photos), the breeds tied with it, the noise."
     name, recall, photos = (*f["weakest"], None)[:3]
     tied = f.get("weakest_tied") or []
     also = f" (tied with {', '.join(tied)})" if tied else ""
+    gap = f.get("weakest_gap")   # weakest_gap(per_breed): the next breed up, the difference, its noise
     return (f"- Weakest breed: {name}{also}, recall {recall:.0%}"
-            + (f" on {photos} photos (±{two_se(recall, photos):.0%}): with so few, the ranking of the "
-               "weakest breeds is noisy." if photos else "."))
+            + (f" on {photos} photos (±{two_se(recall, photos):.0%})" if photos else "")
+            + (f": {standing(tuple(gap))}." if gap else "."))
 
 def _busiest_clause(f: dict) -> str:
     "Whether the card's busiest confidence bin is too sure, not sure enough, or within noise."
@@ -817,7 +858,13 @@ def _busiest_clause(f: dict) -> str:
             if gap > b["noise"] else "a gap within")
     return (f". Here the busiest bin, confidence {b['lo']:.0%} to {b['hi']:.0%}, holds {b['share']:.0%} of "
             f"the photos at {b['accuracy']:.1%} accuracy against {b['confidence']:.1%} confidence: {said} "
-            f"two standard errors (±{b['noise']:.1%})")
+            f"two standard errors (±{points(b['noise'], sign=False)})")
+
+def _overall_clause(o: dict) -> str:   # overall_confidence's answer
+    "The card's sentence on the mean stated probability against the share right, the parts adding up."
+    d = shown_decimals(o["confidence"], o["accuracy"])
+    return (f" Over all report photos its mean stated probability is {o['confidence']:.{d}%} against "
+            f"{o['accuracy']:.{d}%} right: {sureness(o['gap'], o['noise'], d)}.")
 
 def _card_failures(f: dict) -> list:
     "The card's known failure modes, from the run's confusions, weakest breed, label noise and calibration."
@@ -843,10 +890,8 @@ def _card_failures(f: dict) -> list:
                  "no temperature applied (none was fitted: that takes predictions on photos the model did "
                  "not train on, and this model has no twin trained without the choice split to give them): "
                  "on average over confidence bins, the stated probability and the share of right answers "
-                 f"differ by {f['ece']:.1%}."
-                 + (f" Over all report photos its mean stated probability is "
-                    f"{f['overall']['confidence']:.1%} against {f['overall']['accuracy']:.1%} right: "
-                    f"{sureness(f['overall']['gap'], f['overall']['noise'])}." if f.get("overall") else "")
+                 f"differ by {points(f['ece'], sign=False)}."
+                 + (_overall_clause(f["overall"]) if f.get("overall") else "")
                  + " That average can hide a busy bin that is too sure"
                  + _busiest_clause(f)
                  + "; and confident mistakes still happen: read a probability as a ranking before a promise.")

@@ -10,8 +10,8 @@ import torch
 from scipy.stats import binomtest
 
 # %% auto #0
-__all__ = ['correct', 'photo_losses', 'two_se', 'wilson', 'significant', 'verdict', 'paired', 'unpaired', 'over_seeds',
-           'plus_minus', 'paired_seeds']
+__all__ = ['correct', 'photo_losses', 'two_se', 'wilson', 'significant', 'plural', 'points', 'verdict', 'paired', 'unpaired',
+           'over_seeds', 'plus_minus', 'paired_seeds']
 
 # %% ../nbs/noise.ipynb #3b3229c4
 def correct(probs: torch.Tensor,    # (N, K) probabilities or logits, one row per photo
@@ -58,6 +58,20 @@ def significant(gain: float,             # difference of two accuracies
     return bool(abs(gain) > two_se and (p_value is None or p_value < 0.05))
 
 # %% ../nbs/noise.ipynb #932d3cd5
+def plural(n: int,      # how many
+           word: str,   # the singular: "seed", "epoch"
+          ) -> str:
+    "`n` and `word`, in the plural unless `n` is 1: '3 seeds', '1 epoch'."
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+def points(diff: float,        # a difference of two accuracies (or of two rates), as a fraction
+           digits: int = 1,    # decimals
+           sign: bool = True,  # write "+" before a positive difference
+          ) -> str:
+    "A difference of accuracies in percentage points: 0.006 -> '+0.6 points'; never '-0.0 points'."
+    shown = round(diff * 100, digits) + 0.0   # -0.0 + 0.0 is 0.0
+    return f"{shown:{'+' if sign else ''}.{digits}f} points"
+
 def verdict(gain: float,                # accuracy of the model minus that of what it is compared with
             two_se: float,              # two standard errors of `gain` (from `paired`, say)
             what: str = "the baseline",  # what the model is compared with
@@ -69,15 +83,16 @@ def verdict(gain: float,                # accuracy of the model minus that of wh
     if gain == 0 and two_se == 0:   # paired: not one photo where the two differ
         return f"is right on exactly the same photos as {what}"
     if abs(gain) > two_se and not significant(gain, two_se, p_value):
-        return (f"differs from {what} by {gain:+.1%} (±{two_se:.1%}), but the sign test does not agree "
-                f"(p = {p_value:.2g}): too few photos differ to tell")
-    d = 1 if f"{abs(gain):.1%}" != f"{two_se:.1%}" else 2   # never "+0.6%, more than ±0.6%"
+        return (f"differs from {what} by {points(gain)} (±{points(two_se, sign=False)}), but the sign test "
+                f"does not agree (p = {p_value:.2g}): too few photos differ to tell")
+    d = 1 if f"{abs(gain):.1%}" != f"{two_se:.1%}" else 2   # never "+0.6, more than ±0.6"
+    noise = f"more than two standard errors (±{points(two_se, d, sign=False)})"
     if gain > two_se:
-        return f"beats {what} by **{gain:+.{d}%}**, more than two standard errors (±{two_se:.{d}%})"
+        return f"beats {what} by **{points(gain, d)}**, {noise}"
     if gain < -two_se:
-        return f"is worse than {what} by **{-gain:.{d}%}**, more than two standard errors (±{two_se:.{d}%})"
-    shown = round(gain, 6) + 0.0  # -0.0 + 0.0 is 0.0, so a zero gain never prints as -0.00%
-    return f"ties {what}: {shown:+.2%} is within two standard errors (±{two_se:.2%})"
+        return f"is worse than {what} by **{points(-gain, d, sign=False)}**, {noise}"
+    d = 2 if f"{abs(gain):.2%}" != f"{two_se:.2%}" else 3   # never "+0.28 is within ±0.28"
+    return f"ties {what}: {points(gain, d)} is within two standard errors (±{points(two_se, d, sign=False)})"
 
 # %% ../nbs/noise.ipynb #fb7cad86
 def _rights(right) -> np.ndarray:  # booleans or 0/1, one per photo: tensor, array or list
@@ -128,8 +143,8 @@ def plus_minus(summary: dict,    # what `over_seeds` returned
                fmt: str = ".1%",  # format of the mean and of the spread
               ) -> str:
     "`summary` as mean ± spread (seeds), e.g. '96.4% ± 0.2% (3 seeds)'."
-    seeds = "seed" if summary["n"] == 1 else "seeds"
-    return f"{format(summary['mean'], fmt)} ± {format(summary['spread'], fmt)} ({summary['n']} {seeds})"
+    mean, spread = format(summary["mean"], fmt), format(summary["spread"], fmt)
+    return f"{mean} ± {spread} ({plural(summary['n'], 'seed')})"
 
 # %% ../nbs/noise.ipynb #b964a578
 def paired_seeds(rights_a,  # per seed of model A: which photos it got right (a list of `correct` results)

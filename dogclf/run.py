@@ -231,6 +231,14 @@ def _summary(out: Path,      # the run folder
     mine = [(n, s) for n, s in stages if s.get("lesson") == lesson and s.get("run_id") == run_id]
     return ", ".join(f"{n} {s['val_acc']:.1%}" if isinstance(s.get("val_acc"), float) else n for n, s in mine)
 
+def _keep_from_empty(out: Path,       # the run folder
+                     lesson: str,     # the lesson's stem
+                     seconds: float):  # its wall time when it ran in a folder where it had not run before
+    "Remember a lesson's time from an empty run folder in `.from_empty.json`: later re-executions keep it."
+    path = Path(out) / ".from_empty.json"
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    atomic_write(path, json.dumps(kept | {lesson: seconds}))
+
 def run_lesson(nb: Path,          # the lesson notebook
                out: Path,         # the run folder
                parameters: dict,  # values for its parameters cell
@@ -243,12 +251,18 @@ def run_lesson(nb: Path,          # the lesson notebook
         return
     failed = out / f"{nb.stem}.failed.ipynb"
     again = executed.exists() or done.exists() or failed.exists()   # an earlier try may have left caches
+    prior = json.loads(done.read_text()) if done.exists() else {}
+    if prior and not prior.get("again", True):   # that run was from empty: keep its time
+        _keep_from_empty(out, nb.stem, prior["wall_s"])
     done.unlink(missing_ok=True)   # a lesson that has started is not complete until it finishes
     print(f"> {nb.name}", flush=True)
     start = time.time()
     noise = _execute(nb, out, parameters, env | dict(DOGCLF_LESSON=nb.stem))
     failed.unlink(missing_ok=True)
-    atomic_write(done, json.dumps(dict(fingerprint=key, wall_s=round(time.time() - start, 1), again=again)))
+    wall = round(time.time() - start, 1)
+    atomic_write(done, json.dumps(dict(fingerprint=key, wall_s=wall, again=again)))
+    if not again:
+        _keep_from_empty(out, nb.stem, wall)
     recorded = _summary(out, nb.stem, env.get("DOGCLF_RUN_ID", ""))
     said = f"; report-split accuracy: {recorded}" if recorded else ""
     print(f"< {nb.name}: {time.time() - start:.0f} s{said}", flush=True)
@@ -327,8 +341,13 @@ def run_pipeline(profile: str = "auto",      # smoke | cpu | gpu | auto
     return out / "results.json"
 
 # %% ../nbs/run.ipynb #09489152
-NO_UNSEEN = ("No report photo is known to be absent from ImageNet's training set, so there is no "
-             "never-in-ImageNet column: the pretrained stages may have seen some of these photos.")
+_NO_COLUMN = ("No report photo is known to be absent from ImageNet's training set, so there is no "
+              "never-in-ImageNet column")
+NO_UNSEEN = _NO_COLUMN + ": the pretrained stages may have seen some of these photos."
+
+def _p(p_value: float) -> str:
+    "A sign test's p-value as README shows it: two decimals, or '< 0.01'."
+    return "< 0.01" if p_value < 0.01 else f"= {p_value:.2f}"
 
 def _pct(value) -> str:
     "A share as '95.5 %'; empty for a missing value."
@@ -351,6 +370,8 @@ def photo_counts(table: pd.DataFrame) -> tuple:  # a results_table
     return int(n_val), None if n_unseen != n_unseen else int(n_unseen)
 
 # %% ../nbs/run.ipynb #6f1d3a22
+from .noise import points
+
 def _run_header(results: dict, n_val: int | None, n_unseen: int | None) -> str:
     "One sentence naming the run: profile, data folder, photo counts, device, date and library versions."
     versions = results.get("versions", {})
@@ -365,11 +386,11 @@ def _run_header(results: dict, n_val: int | None, n_unseen: int | None) -> str:
             f"torch {versions.get('torch')}, timm {versions.get('timm')}.")
 
 def _target_note(stage: str, val_acc: float, targets: dict) -> str:
-    "'≥ 96.0 %: met' or '≥ 96.0 %: **missed** by 0.5 %' for a stage with a target; empty otherwise."
+    "'≥ 96.0 %: met' or '≥ 96.0 %: **missed** by 0.5 points' for a stage with a target; empty otherwise."
     if stage not in targets:
         return ""
     goal = targets[stage]
-    verdict = "met" if val_acc >= goal else f"**missed** by {_pct(goal - val_acc)}"
+    verdict = "met" if val_acc >= goal else f"**missed** by {points(goal - val_acc, sign=False)}"
     return f"≥ {_pct(goal)}: {verdict}"
 
 def _table_rows(table: pd.DataFrame, targets: dict, show_unseen: bool) -> list:
@@ -427,10 +448,9 @@ def seen_note(results: dict,  # the content of results.json
     if not n_seen:
         return NO_UNSEEN
     share = f"All {n_val:,}" if n_seen == n_val else f"{n_seen:,} of the {n_val:,}"
-    return (f"No report photo is known to be absent from ImageNet's training set, so there is no "
-            f"never-in-ImageNet column. {share} report photos are ImageNet training photos (they carry its "
-            "file names): every pretrained stage was trained on them, with their labels, before the run "
-            "began, so its figures measure memory as well as transfer, an upper bound for new photos.")
+    return (f"{_NO_COLUMN}. {share} report photos are ImageNet training photos (they carry its file names): "
+            "every pretrained stage was trained on them, with their labels, before the run began, so its "
+            "figures measure memory as well as transfer, likely optimistic for new photos.")
 
 def main_run_markdown(stage: dict) -> str:  # results.json's finetune stage
     "Lesson 03's main run over its seeds against the frozen head of its backbone, paired on the same photos."
@@ -440,8 +460,8 @@ def main_run_markdown(stage: dict) -> str:  # results.json's finetune stage
     from dogclf.noise import significant
     def gain(p: dict) -> str:   # bold beyond two paired standard errors, where the sign test agrees
         mark = "**" if significant(p["gain"], p["two_se"], p["p_value"]) else ""
-        return (f"{mark}{p['gain'] * 100:+.1f} %{mark} ± {_pct(p['two_se'])} "
-                f"(sign test p = {p['p_value']:.2g})")
+        return (f"{mark}{points(p['gain'])}{mark} ± {points(p['two_se'], sign=False)} "
+                f"(sign test p {_p(p['p_value'])})")
     accs = ", ".join(_pct(s["val_acc"]) for s in seeds)
     size = (stage.get("config") or {}).get("frozen", {}).get("img_size")
     text = (f"Lesson 03's main run ({stage.get('arch', '?')}" + (f" at {size} px" if size else "")
@@ -464,17 +484,20 @@ def pays_markdown(stage: dict) -> str:  # results.json's finetune stage
     lines = [f"When fine-tuning pays (lesson 03: {stage.get('comparison_arch', '?')} at "
              f"{stage.get('comparison_size', '?')} px, the frozen head against the fine-tuned run "
              "on the same photos):",
-             "", "| setting | photos per breed | frozen head | fine-tuned | gain | two standard errors |"
+             "", "| setting | photos per breed | frozen head | fine-tuned | gain (points) "
+             "| two standard errors |"
              + (" sign test p |" if tested else ""), "|" + " --- |" * (7 if tested else 6)]
     for r in rows:
         gain = r["finetuned_acc"] - r["frozen_acc"]
         noise = r.get("two_se", two_se(r["frozen_acc"], r["n_val"]))   # paired when the run recorded it
         mark = "**" if significant(gain, noise, r.get("p_value")) else ""
         lines.append(f"| {r['setting']} | {r['photos_per_class']} | {_pct(r['frozen_acc'])} | "
-                     f"{_pct(r['finetuned_acc'])} | {mark}{gain * 100:+.1f} %{mark} | ±{_pct(noise)} |"
-                     + (f" {r['p_value']:.2g} |" if tested else ""))
+                     f"{_pct(r['finetuned_acc'])} | {mark}{points(gain).split()[0]}{mark} | "
+                     f"±{points(noise, sign=False).split()[0]} |"
+                     + (f" {_p(r['p_value']).removeprefix('= ')} |" if tested else ""))
     paired = all("two_se" in r for r in rows)
-    lines += ["", "A gain in bold is larger than two standard errors "
+    lines += ["", "Gains and their noise are in percentage points. "
+              "A gain in bold is larger than two standard errors "
               + ("of the paired difference on its report photos" if paired else "on its report photos")
               + (", and the paired sign test agrees (p < 0.05)." if tested else ".")]
     return "\n".join(lines)
@@ -535,7 +558,10 @@ def publish_run(out: Path,                # a run folder
     dones = {p.stem: json.loads(p.read_text()) for p in sorted((out / ".done").glob("*.json"))}
     walls = {k: d["wall_s"] for k, d in dones.items()}
     again = [k for k, d in dones.items() if d.get("again")]   # ran where it had run before: maybe on caches
-    res = res | dict(lesson_wall_s=walls, lesson_again=again)
+    kept = out / ".from_empty.json"   # each lesson's time the last time it ran in this folder from empty
+    empty = json.loads(kept.read_text()) if kept.exists() else {}
+    empty |= {k: walls[k] for k in walls if k not in again}
+    res = res | dict(lesson_wall_s=walls, lesson_again=again, lesson_from_empty_s=empty)
     atomic_write(dest / "results.json", json.dumps(res, indent=2))
     if readme:
         _publish_readme(res, figures, root, section)
@@ -568,11 +594,18 @@ def lesson_times_markdown(results: Path):  # the folder of published runs (resul
         row = [f"[{name}](results/{name}/results.json)", res["profile"], Path(res.get("data", "")).name,
                res.get("device", ""), *cells, f"{sum(walls.values()):,.0f}" + ("*" if again else "")]
         lines.append("| " + " | ".join(row) + " |")
+        empty = res.get("lesson_from_empty_s") or {}
+        if again and set(walls) <= set(empty):   # every lesson's time from an empty folder is known
+            lines.append("| " + " | ".join([f"{name}, from an empty folder", "", "", "",
+                                            *[f"{empty[k]:,.0f}" if k in walls else "" for k in lessons],
+                                            f"{sum(empty[k] for k in walls):,.0f}"]) + " |")
     if any(res.get("lesson_again") for _, res in runs):
         lines += ["", "\\* The lesson ran again in a run folder where it had run before (a notebook "
                   "changed), "
                   "so it may have reused that run's caches (features, trained checkpoints): from an empty "
-                  "folder it takes longer."]
+                  "folder it takes longer. A row *from an empty folder* gives the same run folder's "
+                  "times the last time each lesson ran there without caches: what the course costs from "
+                  "scratch."]
     return "\n".join(lines) + "\n"
 
 # %% ../nbs/run.ipynb #c0de0115
