@@ -249,8 +249,8 @@ def run_lesson(nb: Path,          # the lesson notebook
     if executed.exists() and done.exists() and json.loads(done.read_text()).get("fingerprint") == key:
         print(f"= {nb.name}: unchanged since its last complete run, skipped")
         return
-    failed = out / f"{nb.stem}.failed.ipynb"
-    again = executed.exists() or done.exists() or failed.exists()   # an earlier try may have left caches
+    failed, killed = out / f"{nb.stem}.failed.ipynb", out / f".{nb.stem}.running.ipynb"   # killed: no clean-up
+    again = any(p.exists() for p in (executed, done, failed, killed))   # an earlier try may have left caches
     prior = json.loads(done.read_text()) if done.exists() else {}
     if prior and not prior.get("again", True):   # that run was from empty: keep its time
         _keep_from_empty(out, nb.stem, prior["wall_s"])
@@ -600,8 +600,8 @@ def lesson_times_markdown(results: Path):  # the folder of published runs (resul
                                             *[f"{empty[k]:,.0f}" if k in walls else "" for k in lessons],
                                             f"{sum(empty[k] for k in walls):,.0f}"]) + " |")
     if any(res.get("lesson_again") for _, res in runs):
-        lines += ["", "\\* The lesson ran again in a run folder where it had run before (a notebook "
-                  "changed), "
+        lines += ["", "\\* The lesson ran again in a run folder where it had run or been tried before (a "
+                  "notebook changed, or an earlier try was stopped), "
                   "so it may have reused that run's caches (features, trained checkpoints): from an empty "
                   "folder it takes longer. A row *from an empty folder* gives the same run folder's "
                   "times the last time each lesson ran there without caches: what the course costs from "

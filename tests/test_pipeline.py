@@ -254,6 +254,24 @@ def test_ctrl_c_stops_with_one_line(project):
     assert "a" not in json.loads((out / "results.json").read_text())["stages"]   # the interrupted lesson's stage is taken back
     assert not (out / ".done" / "00_a.json").exists() and not (out / "00_a.ipynb").exists()
 
+def test_a_killed_lesson_counts_as_run_again(project):
+    "A lesson killed hard (SIGKILL, the end of a sitting) cleans nothing up: its rerun may reuse that try's caches."
+    root, photos, out = project
+    cmd = [sys.executable, "-m", "dogclf", "run", "--profile", "smoke", "--data", photos, "--out", out]
+    p = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    for line in p.stderr:   # lesson a has recorded its stage and sleeps
+        if "lesson a says hello" in line: break
+    os.killpg(p.pid, signal.SIGKILL)
+    p.communicate(timeout=120)
+    time.sleep(3)   # the kernel, in a session of its own, sees its parent gone and exits
+    assert (out / ".00_a.running.ipynb").exists() and not (out / "00_a.failed.ipynb").exists()
+    r = _run(photos, out, cwd=root)
+    assert r.returncode == 0 and "> 00_a.ipynb" in r.stdout, _said(r)
+    assert json.loads((out / ".done" / "00_a.json").read_text())["again"]   # not a time from an empty folder
+    assert "00_a" not in json.loads((out / ".from_empty.json").read_text())
+    assert not (out / ".00_a.running.ipynb").exists()
+
 def test_command_line_errors_are_one_line(project, tmp_path):
     root, photos, out = project
     r = _dogclf(cwd=root)
