@@ -249,7 +249,7 @@ def run_lesson(nb: Path,          # the lesson notebook
     if executed.exists() and done.exists() and json.loads(done.read_text()).get("fingerprint") == key:
         print(f"= {nb.name}: unchanged since its last complete run, skipped")
         return
-    failed, killed = out / f"{nb.stem}.failed.ipynb", out / f".{nb.stem}.running.ipynb"   # killed: no clean-up
+    failed, killed = out / f"{nb.stem}.failed.ipynb", out / f".{nb.stem}.running.ipynb"   # left by a kill
     again = any(p.exists() for p in (executed, done, failed, killed))   # an earlier try may have left caches
     prior = json.loads(done.read_text()) if done.exists() else {}
     if prior and not prior.get("again", True):   # that run was from empty: keep its time
