@@ -26,11 +26,11 @@ from .train import log_loss, nll
 __all__ = ['STAGES', 'TABLE_COLUMNS', 'PRETRAINED', 'LOOK_ALIKES', 'results_table', 'label_bars', 'plot_stages', 'gap_noise',
            'stages_reading', 'plot_curves', 'curves_reading', 'compare_with', 'compared', 'confusion_reading',
            'concentration_note', 'per_breed_report', 'weakest_gap', 'standing', 'worst_breed_reading', 'most_confused',
-           'noisy_labels', 'head_on_labels', 'last_conv', 'cam_layer', 'grad_cam', 'one_per_breed', 'confidence_bins',
-           'expected_calibration_error', 'apply_temperature', 'fit_temperature', 'held_out_calibration',
-           'temperature_spread', 'temperature_reading', 'overall_confidence', 'shown_decimals', 'sureness',
-           'WithNormalization', 'preprocess_spec', 'export_onnx', 'onnx_input', 'predict', 'seen_by_imagenet',
-           'model_card']
+           'noisy_labels', 'flip_labels', 'head_on_labels', 'last_conv', 'cam_layer', 'grad_cam', 'one_per_breed',
+           'confidence_bins', 'expected_calibration_error', 'apply_temperature', 'fit_temperature',
+           'held_out_calibration', 'temperature_spread', 'temperature_reading', 'overall_confidence', 'shown_decimals',
+           'sureness', 'WithNormalization', 'preprocess_spec', 'export_onnx', 'onnx_input', 'predict',
+           'seen_by_imagenet', 'model_card']
 
 # %% ../nbs/05_analysis.ipynb #631b13b0
 STAGES = ["random_guess", "majority", "lenet", "imagenet_head", "feature_extractor", "finetune", "ensemble"]
@@ -537,6 +537,19 @@ def noisy_labels(folder: Path,   # the photos' folder, where ImageWoof keeps noi
         return None   # photos or breeds the file does not know
     return pd.DataFrame({int(c.rsplit("_", 1)[1]): [index[w] for w in table.loc[keys, c]] for c in columns})
 
+def flip_labels(labels: list,           # the official label of each training photo
+                n_classes: int,         # how many breeds
+                percents: tuple = (1, 5, 25, 50),  # ImageWoof's noisy columns
+                seed: int = 42) -> pd.DataFrame:
+    "noisy_labels' table made by hand: in each column that percent of the labels replaced by another breed at random."
+    y, g = torch.tensor(labels), torch.Generator().manual_seed(seed)
+    columns = {0: y.tolist()}
+    for pct in percents:
+        flip = torch.randperm(len(y), generator=g)[:round(pct / 100 * len(y))]   # exactly that share of photos
+        other = (y[flip] + torch.randint(1, n_classes, (len(flip),), generator=g)) % n_classes   # never its own
+        columns[pct] = y.index_put((flip,), other).tolist()
+    return pd.DataFrame(columns)
+
 def head_on_labels(stage: FrozenStage,        # lesson 02's stage: its cached passes and its recipe
                    labels: torch.Tensor,      # one label per training photo (a noisy column, say)
                    rows: tuple | None = None,   # (fit, choose) positions in split.train: train on fit only
@@ -876,10 +889,10 @@ def _card_failures(f: dict) -> list:
     lines = [f"- Most confused: {pairs}." if pairs else "- No two breeds were confused on report photos.",
              _weakest_line(f)]
     if f.get("noise"):
-        judged = f.get("noise_paired") or {}   # percent -> (gain, two_se) against the official labels, paired
+        judged = f.get("noise_paired") or {}   # percent -> (gain, two_se) against the original labels, paired
         levels = "; ".join(f"{a:.1%} with " + (f"{p} % of its training labels flipped" if p else
-                                               "the official labels")
-                           + (f", which {verdict(*judged[p], 'the official labels')}" if p in judged else "")
+                                               "the original labels")
+                           + (f", which {verdict(*judged[p], 'the original labels')}" if p in judged else "")
                            for p, a in f["noise"].items())
         head = f.get("noise_model", "backbone")
         lines.append(f"- Label noise, measured on another model (a frozen {head} head trained in lesson 05 "

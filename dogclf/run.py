@@ -195,13 +195,17 @@ def _on_ctrl_c(cleanup):  # called before exiting
     finally:
         signal.signal(signal.SIGINT, previous)
 
+def _tries(out: Path, stem: str) -> tuple:
+    "(running, failed): where a lesson's try runs, and where it is kept when it fails; a kill leaves the first."
+    return out / f".{stem}.running.ipynb", out / f"{stem}.failed.ipynb"
+
 def _execute(nb: Path,          # the lesson notebook
              out: Path,         # the run folder
              parameters: dict,  # values for its parameters cell
              env: dict):        # environment for its kernel
     "Run `nb` with papermill; only a run that finishes becomes `out`/`nb.name`. Returns its output_noise."
     import papermill as pm
-    running, failed = out / f".{nb.stem}.running.ipynb", out / f"{nb.stem}.failed.ipynb"
+    running, failed = _tries(out, nb.stem)
     before = read_results(out)["stages"]
 
     def give_up():
@@ -249,7 +253,7 @@ def run_lesson(nb: Path,          # the lesson notebook
     if executed.exists() and done.exists() and json.loads(done.read_text()).get("fingerprint") == key:
         print(f"= {nb.name}: unchanged since its last complete run, skipped")
         return
-    failed, killed = out / f"{nb.stem}.failed.ipynb", out / f".{nb.stem}.running.ipynb"   # left by a kill
+    killed, failed = _tries(out, nb.stem)   # a try stopped by a kill, or one that failed
     again = any(p.exists() for p in (executed, done, failed, killed))   # an earlier try may have left caches
     prior = json.loads(done.read_text()) if done.exists() else {}
     if prior and not prior.get("again", True):   # that run was from empty: keep its time
