@@ -144,9 +144,10 @@ def _gaps_reading(table: pd.DataFrame, steps: list,   # steps: the pretrained st
             f"±{points(noise, sign=False)}"
             + (" (the gap marked paired has its own, narrower one)" if paired_too else "")
             + ", so ")
-    rest = ", and the rest are not." if len(big) < len(gaps) else "."
+    listed = lambda names: " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    are = lambda names: f"{listed(names)} {'is' if len(names) == 1 else 'are'}"
+    rest = f", and {are([g for g in gaps if g not in big])} not." if len(big) < len(gaps) else "."
     same, across = [g for g in big if g not in changed], [g for g in big if g in changed]
-    are = lambda names: f"{', '.join(names)} {'is' if len(names) == 1 else 'are'}"
     said = ([f"{are(same)} larger than the noise"] if same else []) + (
         [f"{are(across)} larger {'too ' if same else 'than the noise '}but "
          f"compare{'s' * (len(across) == 1)} two different models, not a step"] if across else [])
@@ -541,12 +542,13 @@ def flip_labels(labels: list,           # the official label of each training ph
                 n_classes: int,         # how many breeds
                 percents: tuple = (1, 5, 25, 50),  # ImageWoof's noisy columns
                 seed: int = 42) -> pd.DataFrame:
-    "noisy_labels' table made by hand: in each column that percent of the labels replaced by another breed at random."
+    "noisy_labels' table made here: in each column, that percent of labels set to another breed at random."
     y, g = torch.tensor(labels), torch.Generator().manual_seed(seed)
     columns = {0: y.tolist()}
     for pct in percents:
-        flip = torch.randperm(len(y), generator=g)[:round(pct / 100 * len(y))]   # exactly that share of photos
-        other = (y[flip] + torch.randint(1, n_classes, (len(flip),), generator=g)) % n_classes   # never its own
+        flip = torch.randperm(len(y), generator=g)[:round(pct / 100 * len(y))]   # exactly that share
+        shift = torch.randint(1, n_classes, (len(flip),), generator=g)   # 1 to K - 1: never its own breed
+        other = (y[flip] + shift) % n_classes
         columns[pct] = y.index_put((flip,), other).tolist()
     return pd.DataFrame(columns)
 

@@ -196,7 +196,7 @@ def _on_ctrl_c(cleanup):  # called before exiting
         signal.signal(signal.SIGINT, previous)
 
 def _tries(out: Path, stem: str) -> tuple:
-    "(running, failed): where a lesson's try runs, and where it is kept when it fails; a kill leaves the first."
+    "(running, failed): where a lesson's try runs, and where a failed try is kept; a kill leaves the first."
     return out / f".{stem}.running.ipynb", out / f"{stem}.failed.ipynb"
 
 def _execute(nb: Path,          # the lesson notebook
