@@ -82,10 +82,10 @@ def verdict(gain: float,                # accuracy of the model minus that of wh
         raise ValueError(f"two_se cannot be negative, got {two_se}")
     if gain == 0 and two_se == 0:   # paired: not one photo where the two differ
         return f"is right on exactly the same photos as {what}"
-    if abs(gain) > two_se and not significant(gain, two_se, p_value):
-        return (f"differs from {what} by {points(gain)} (±{points(two_se, sign=False)}), but the sign test "
-                f"does not agree (p = {p_value:.2g}): too few photos differ to tell")
     d = 1 if f"{abs(gain):.1%}" != f"{two_se:.1%}" else 2   # never "+0.6, more than ±0.6"
+    if abs(gain) > two_se and not significant(gain, two_se, p_value):
+        return (f"differs from {what} by {points(gain, d)} (±{points(two_se, d, sign=False)}), but the sign "
+                f"test does not agree (p = {p_value:.2g}): too few photos differ to tell")
     noise = f"more than two standard errors (±{points(two_se, d, sign=False)})"
     if gain > two_se:
         return f"beats {what} by **{points(gain, d)}**, {noise}"
