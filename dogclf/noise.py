@@ -92,7 +92,8 @@ def verdict(gain: float,                # accuracy of the model minus that of wh
     if gain < -two_se:
         return f"is worse than {what} by **{points(-gain, d, sign=False)}**, {noise}"
     d = 2 if f"{abs(gain):.2%}" != f"{two_se:.2%}" else 3   # never "+0.28 is within ±0.28"
-    return f"ties {what}: {points(gain, d)} is within two standard errors (±{points(two_se, d, sign=False)})"
+    return (f"ties {what}, with {points(gain, d)} within two standard errors "
+            f"(±{points(two_se, d, sign=False)})")
 
 # %% ../nbs/noise.ipynb #fb7cad86
 def _rights(right) -> np.ndarray:  # booleans or 0/1, one per photo: tensor, array or list
