@@ -335,7 +335,7 @@ def compare_with(name: str,             # the other model, as the reading names 
 
 def compared(c: dict) -> str:  # what compare_with returned
     "One comparison as a sentence fragment: the other model, its accuracy, and the verdict against noise."
-    said = verdict(c["gain"], c["two_se"], "it", c["p_value"])
+    said = verdict(c["gain"], c["two_se"], "that model", c["p_value"])
     return f"against {c['name']}, at {c['acc']:.1%}, it {said} ({c['how']})"
 
 
@@ -892,9 +892,10 @@ def _card_failures(f: dict) -> list:
              _weakest_line(f)]
     if f.get("noise"):
         judged = f.get("noise_paired") or {}   # percent -> (gain, two_se) against the original labels, paired
+        clean = "the head on the original labels"
         levels = "; ".join(f"{a:.1%} with " + (f"{p} % of its training labels flipped" if p else
                                                "the original labels")
-                           + (f", which {verdict(*judged[p], 'the original labels')}" if p in judged else "")
+                           + (f", which {verdict(*judged[p], clean)}" if p in judged else "")
                            for p, a in f["noise"].items())
         head = f.get("noise_model", "backbone")
         lines.append(f"- Label noise, measured on another model (a frozen {head} head trained in lesson 05 "
