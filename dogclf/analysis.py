@@ -848,10 +848,14 @@ def _card_overlap(f: dict) -> list:
     return lines + [f"- Of the {n:,} report photos, {m:,} are known never to have been in ImageNet's "
                     f"training set. On them the model is right on {unseen:.1%} (95 % interval {low:.1%} to "
                     f"{high:.1%}), "
-                    f"against {every:.1%} (±{two_se(every, n):.1%}) on all. The others may have been seen in "
-                    "pretraining, so the overall figure may overstate accuracy on new photos; the "
-                    f"{unseen:.1%} on never-seen photos is the less inflated estimate, though on {m:,} "
-                    "photos its interval is wide."]
+                    f"against {every:.1%} (±{two_se(every, n):.1%}) on all, whose other photos were or may "
+                    "have been seen in pretraining. "
+                    + (f"{every:.1%} lies inside that interval: this run cannot tell whether memory "
+                       "inflates the overall figure. " if low <= every <= high else
+                       f"{every:.1%} lies above that interval: memory may inflate the overall figure. "
+                       if every > high else f"{every:.1%} lies below that interval: no sign of memory here. ")
+                    + f"These {m:,} photos also have a breed mix and a difficulty of their own (lesson 00), "
+                    "so a gap between the two figures is not memory alone."]
 
 def _weakest_line(f: dict) -> str:
     "The card's weakest breed: (name, recall) or (name, recall, photos), the breeds tied with it, the noise."
@@ -893,15 +897,15 @@ def _card_failures(f: dict) -> list:
     if f.get("noise"):
         judged = f.get("noise_paired") or {}   # percent -> (gain, two_se) against the original labels, paired
         clean = "the head on the original labels"
-        levels = "; ".join(f"{a:.1%} with " + (f"{p} % of its training labels flipped" if p else
-                                               "the original labels")
-                           + (f", which {verdict(*judged[p], clean)}" if p in judged else "")
-                           for p, a in f["noise"].items())
+        levels = ";\n".join(f"  - {a:.1%} with " + (f"{p} % of its training labels flipped" if p else
+                                                     "the original labels")
+                             + (f", which {verdict(*judged[p], clean)}" if p in judged else "")
+                             for p, a in f["noise"].items())
         head = f.get("noise_model", "backbone")
         lines.append(f"- Label noise, measured on another model (a frozen {head} head trained in lesson 05 "
-                     f"on noisy copies of the training labels, not this one): {levels}. The report split's "
-                     "labels are ImageNet's own and may hold errors too: some mistakes above may be the "
-                     "label's.")
+                     f"on noisy copies of the training labels, not this one):\n{levels}.")
+        lines.append("- The report split's labels are ImageNet's own and may hold errors too: some mistakes "
+                     "above may be the label's.")
     lines.append(f"- Calibration: expected calibration error {f['ece']:.3f} on the report photos, with "
                  "no temperature applied (none was fitted: that takes predictions on photos the model did "
                  "not train on, and this model has no twin trained without the choice split to give them): "
