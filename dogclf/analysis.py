@@ -263,11 +263,16 @@ def _underfit(train: float, held: float, chance: float | None) -> str:
 
 def _lowest_last(h: list, loss: list, level: int, margin: float, tol: float) -> str:
     "The reading of a held-out loss lowest at its last epoch: a plateau, or still improving."
+    rates = [r["lr"] for r in h if r.get("lr")]   # the rate at each epoch's end, where the history records it
+    annealed = bool(rates) and rates[-1] < 0.01 * max(rates)   # a one-cycle schedule's end: flat may be its
     if level < len(h) - 2:   # level for the last 3+ epochs, still creeping down
         return (f"the held-out loss is lowest at the last epoch ({loss[-1]:.3f}) but came within "
                 f"{margin:.3f} ({tol:.0%} of its drop from the first epoch) of it by epoch "
                 f"{h[level]['epoch']} and has fallen only {loss[level] - loss[-1]:.3f} in the "
-                f"{len(h) - 1 - level} epochs since: a plateau, so more epochs would buy little")
+                f"{len(h) - 1 - level} epochs since: "
+                + (f"flat, but the rate had annealed to {h[-1]['lr']:.1g} by then (lesson 01), so this end "
+                   "cannot tell a plateau from a schedule that ran out; a longer schedule tells them apart"
+                   if annealed else "a plateau, so more epochs would buy little"))
     return (f"the held-out loss is lowest at the last epoch ({loss[0]:.3f} at the first, "
             f"{loss[-2]:.3f} then {loss[-1]:.3f} at the last two): still improving, so more epochs "
             "could help")
