@@ -270,7 +270,7 @@ def _lowest_last(h: list, loss: list, level: int, margin: float, tol: float) -> 
                 f"{margin:.3f} ({tol:.0%} of its drop from the first epoch) of it by epoch "
                 f"{h[level]['epoch']} and has fallen only {loss[level] - loss[-1]:.3f} in the "
                 f"{len(h) - 1 - level} epochs since: "
-                + (f"flat, but the rate had annealed to {h[-1]['lr']:.1g} by then (lesson 01), so this end "
+                + (f"flat, but the rate had annealed to {h[-1]['lr']:.1g} by then, so this end "
                    "cannot tell a plateau from a schedule that ran out; a longer schedule tells them apart"
                    if annealed else "a plateau, so more epochs would buy little"))
     return (f"the held-out loss is lowest at the last epoch ({loss[0]:.3f} at the first, "
@@ -504,7 +504,7 @@ def worst_breed_reading(per_breed, train_counts, cm, breeds):
         fewest = " (the fewest of all breeds)" if mine == train_counts.min() else ""
         text += (f" It has **{mine}** training photos{fewest}, {mine / median:.0%} of the other "
                  f"breeds' median of {median:.0f}. Fewer examples to learn from is a plausible part of "
-                 "the cause: lesson 00 counted the same imbalance in the whole folder.")
+                 "the cause (lesson 00 counts each breed's photos).")
     else:
         text += (f" It has {mine} training photos, about as many as the other breeds' median "
                  f"({median:.0f}), so the count does not explain it; its confusions do.")
@@ -880,9 +880,11 @@ def _busiest_clause(f: dict) -> str:
     gap = b["accuracy"] - b["confidence"]
     said = ("surer than it is right, beyond" if gap < -b["noise"] else "right more often than it says, beyond"
             if gap > b["noise"] else "a gap within")
+    k = 2 if f"{abs(gap):.3f}" == f"{b['noise']:.3f}" else 1   # decimals: enough to show which is larger
     return (f". Here the busiest bin, confidence {b['lo']:.0%} to {b['hi']:.0%}, holds {b['share']:.0%} of "
             f"the photos at {b['accuracy']:.1%} accuracy against {b['confidence']:.1%} confidence: {said} "
-            f"two standard errors (±{points(b['noise'], sign=False)})")
+            f"two standard errors (a gap of {points(abs(gap), k, sign=False)} against "
+            f"±{points(b['noise'], k, sign=False)})")
 
 def _overall_clause(o: dict) -> str:   # overall_confidence's answer
     "The card's sentence on the mean stated probability against the share right, the parts adding up."
