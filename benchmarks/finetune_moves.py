@@ -24,8 +24,17 @@ from dogclf.core import atomic_write, configure, environment
 from dogclf.data import load_split, stratified_split, unseen_by_imagenet
 from dogclf.ensemble import held_out_stage
 from dogclf.finetune import FinetuneConfig, finetune_run, weight_change, weights_of
-from dogclf.models import FrozenConfig, frozen_stage, head_probs
+from dogclf.models import FrozenConfig, create_backbone, frozen_stage, head_probs, imagenet_indices
 from dogclf.noise import correct, paired, paired_seeds
+
+
+def imagenet_right(arch: str, classes: list, features: torch.Tensor, targets: torch.Tensor):
+    "Per photo, is ImageNet's own classifier of `arch`, restricted to `classes`, right? None if they are not ImageNet's."
+    idx = imagenet_indices(classes)
+    if not idx:
+        return None
+    with torch.no_grad():
+        return correct(create_backbone(arch).get_classifier()(features)[:, idx], targets)
 
 
 def main():
@@ -52,6 +61,8 @@ def main():
                    help="train on crops of this side, score at --size (FixRes, Touvron et al. 2019; 0: --size)")
     p.add_argument("--on", default="choice", choices=["choice", "val"],
                    help="score on the choice split carved from the training photos (choose recipes here) or on val/")
+    p.add_argument("--head-init", default="random", choices=["random", "imagenet"],
+                   help="the frozen head's start: random, or ImageNet's own rows for the breeds (lesson 02)")
     p.add_argument("--control", action="store_true",
                    help="also run the recipe with strategy freeze at the same budget, seed for seed")
     a = p.parse_args()
@@ -60,7 +71,7 @@ def main():
     split = load_split(Path(a.data), cfg.valid_pct, cfg.seed, a.per_class or None, a.val_per_class or None,
                        out / ".cache", skipped_to=out / "skipped.json")
     frozen = FrozenConfig.from_settings(cfg, arch=a.arch, img_size=a.size, views=1, cached_tail=False,
-                                        batch_size=64)
+                                        batch_size=64, head_init=a.head_init)
     t0 = time.time()
     stage = frozen_stage(frozen, split, out)
     if a.on == "choice":   # the twin: a head that never trained on the choice photos, which it is scored on
@@ -69,10 +80,13 @@ def main():
     targets = stage.features.valid.y
     right_frozen = correct(frozen_probs, targets)
     unseen = torch.as_tensor(unseen_by_imagenet(split.valid))
+    right_imagenet = imagenet_right(a.arch, split.classes, stage.features.valid.X, targets)
     before = weights_of(stage.model)
     print(f"{a.arch} at {a.size} px: {len(split.train)} training, {len(split.valid)} {a.on} photos "
-          f"({int(unseen.sum())} never in ImageNet); frozen head {right_frozen.float().mean():.1%} "
-          f"({time.time() - t0:.0f} s)", flush=True)
+          f"({int(unseen.sum())} never in ImageNet); frozen head ({a.head_init} start) "
+          f"{right_frozen.float().mean():.1%}; ImageNet's own classifier, untouched, "
+          + (f"{right_imagenet.float().mean():.1%}" if right_imagenet is not None else "none (not ImageNet's classes)")
+          + f" ({time.time() - t0:.0f} s)", flush=True)
     runs, rights, control = [], [], []
     for seed in a.seeds:
         config = FinetuneConfig.from_settings(cfg, frozen=frozen, strategy=a.strategy, groups=a.groups, lr=a.lr,
@@ -111,8 +125,14 @@ def main():
     if over_control:
         print(f"against its control (freeze at the same budget), paired: {over_control['gain']:+.2%} ± "
               f"{over_control['two_se']:.2%} (sign test p {over_control['p_value']:.3g})")
+    over_imagenet = paired_seeds(rights, [right_imagenet]) if right_imagenet is not None else None
+    if over_imagenet:
+        print(f"against ImageNet's own classifier, untouched ({right_imagenet.float().mean():.1%}), paired: "
+              f"{over_imagenet['gain']:+.2%} ± {over_imagenet['two_se']:.2%} (sign test p {over_imagenet['p_value']:.3g})")
     report = dict(args=vars(a), n_train=len(split.train), n_val=len(split.valid), runs=runs, over_seeds=over,
-                  over_seeds_unseen=over_unseen, over_control=over_control, environment=environment())
+                  over_seeds_unseen=over_unseen, over_control=over_control,
+                  imagenet_acc=float(right_imagenet.float().mean()) if right_imagenet is not None else None,
+                  over_imagenet=over_imagenet, environment=environment())
     path = Path(__file__).with_name("finetune_moves.json")   # one report per recipe measured, the latest kept
     reports = [r for r in (json.loads(path.read_text()) if path.exists() else []) if r["args"] != report["args"]]
     atomic_write(path, json.dumps(reports + [report], indent=1, default=str))
