@@ -26,7 +26,7 @@ from .core import read_results
 __all__ = ['LOG_LIMIT', 'NO_UNSEEN', 'lesson_notebooks', 'fingerprint', 'photos_key', 'lesson_parameters', 'output_noise',
            'RunError', 'LessonFailed', 'run_lesson', 'run_pipeline', 'photo_counts', 'results_markdown', 'seen_note',
            'main_run_markdown', 'pays_markdown', 'update_readme', 'stale_lessons', 'publish_run',
-           'lesson_times_markdown', 'repo_links', 'sync_repo_url', 'train_recipe', 'main']
+           'lesson_times_markdown', 'refresh_lesson_times', 'repo_links', 'sync_repo_url', 'train_recipe', 'main']
 
 # %% ../nbs/run.ipynb #757985e6
 def lesson_notebooks(nbs: Path) -> list[Path]:  # nbs/, or a run folder
@@ -581,20 +581,23 @@ def _publish_readme(res: dict,      # a run's results.json
     targets = profile.get("targets")   # results_markdown shows them only for ImageWoof runs
     update_readme(root / "README.md", results_markdown(res, targets), section)
     if "<!-- lesson-times:start -->" in (root / "README.md").read_text():
-        update_readme(root / "README.md", lesson_times_markdown(root / "results"), "lesson-times")
+        refresh_lesson_times(root)
     for fig in figures if section == "results" else []:
         atomic_write(root / "static" / fig.name, fig.read_bytes())
 
-def lesson_times_markdown(results: Path):  # the folder of published runs (results/)
-    "A table of every published run's wall seconds per lesson, from results/*/results.json."
+def lesson_times_markdown(results: Path,             # the folder of published runs (results/)
+                          nbs: Path | None = None):  # the lessons' sources; default the project's nbs/
+    "A table of every published run's wall seconds per lesson, from results/*/results.json; † marks a stale lesson."
     runs = [(p.parent.name, json.loads(p.read_text())) for p in sorted(Path(results).glob("*/results.json"))]
     runs = [(name, res) for name, res in runs if res.get("lesson_wall_s")]
+    stale = {name: stale_lessons(Path(results) / name, nbs) for name, _ in runs}   # executed from older notebooks
     lessons = sorted({k for _, res in runs for k in res["lesson_wall_s"]})
     lines = ["| run | profile | photos | device | " + " | ".join(lessons) + " | total |",
              "| --- " * (len(lessons) + 5) + "|"]
     for name, res in runs:
         walls, again = res["lesson_wall_s"], res.get("lesson_again", [])
-        cells = [f"{walls[k]:,.0f}" + ("*" if k in again else "") if k in walls else "" for k in lessons]
+        cells = [f"{walls[k]:,.0f}" + ("*" if k in again else "") + ("†" if k in stale[name] else "")
+                 if k in walls else "" for k in lessons]
         row = [f"[{name}](results/{name}/results.json)", res["profile"], Path(res.get("data", "")).name,
                res.get("device", ""), *cells, f"{sum(walls.values()):,.0f}" + ("*" if again else "")]
         lines.append("| " + " | ".join(row) + " |")
@@ -610,7 +613,17 @@ def lesson_times_markdown(results: Path):  # the folder of published runs (resul
                   "folder it takes longer. A row *from an empty folder* gives the same run folder's "
                   "times the last time each lesson ran there without caches: what the course costs from "
                   "scratch."]
+    if any(stale.values()):
+        lines += ["", "† Published from an older version of the lesson: its notebook in `nbs/` has changed since "
+                  "this run executed it, so the executed copy in `results/`, and this run's results in README, "
+                  "show that version's prose, code and numbers. Republishing the run (`dogclf run`, then "
+                  "`dogclf publish`) executes the lesson as it is now."]
     return "\n".join(lines) + "\n"
+
+def refresh_lesson_times(root: Path | None = None):  # the project root
+    "Rewrite README's table of lesson times from results/ (`dogclf readme`): after a lesson changes, its † marks."
+    root = project_root(root)
+    update_readme(root / "README.md", lesson_times_markdown(root / "results", root / "nbs"), "lesson-times")
 
 # %% ../nbs/run.ipynb #c0de0115
 _LINKS = dict(badge=re.compile(r"https://colab\.research\.google\.com/github/[^\s\"'()\\]+"),
@@ -686,9 +699,9 @@ al. 2017).
 Rank 0 alone writes files; if a process dies, the same command resumes from rank 0's last checkpoint."""
 
 def _parser() -> argparse.ArgumentParser:
-    "The `dogclf` command line: `run`, `train` and `publish`."
+    "The `dogclf` command line: `run`, `train`, `publish` and `readme`."
     ap = argparse.ArgumentParser(prog="dogclf", description="Run the dogclf lessons with papermill.")
-    sub = ap.add_subparsers(dest="cmd", metavar="{run,train,publish}")
+    sub = ap.add_subparsers(dest="cmd", metavar="{run,train,publish,readme}")
     r = sub.add_parser("run", help="execute the numbered lesson notebooks in order")
     r.add_argument("--profile", default="auto", help="smoke | laptop | cpu | gpu | auto")
     r.add_argument("--data", default="", help="folder of photos (default: $DOGCLF_DATA, else data/)")
@@ -713,6 +726,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="publish a run some of whose lessons failed, did not run or ran older notebooks")
     pb.add_argument("--section", default="results",
                     help="README section to rewrite (default: results; only its figures go to static/)")
+    sub.add_parser("readme", help="rewrite README's table of lesson times from results/ (after a lesson changes)")
     return ap
 
 def main(argv: list[str] | None = None):
@@ -725,6 +739,9 @@ def main(argv: list[str] | None = None):
     try:
         if a.cmd == "publish":
             publish_run(Path(a.out), a.dest or None, a.readme, a.section, partial=a.partial)
+            return
+        if a.cmd == "readme":
+            refresh_lesson_times()
             return
         overrides = {k: _literal(v) for k, v in a.p}
         if a.cmd == "train":
