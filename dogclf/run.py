@@ -474,9 +474,11 @@ def main_run_markdown(stage: dict) -> str:  # results.json's finetune stage
             f"({_pct(seeds[0]['frozen_val_acc'])}): a paired gain of {gain(paired)}")
     unseen, control = stage.get("paired_unseen"), stage.get("paired_control")
     text += f"; on the {unseen['n']} never-in-ImageNet photos {gain(unseen)}." if unseen else "."
-    return text + (f" Against the control at the same budget (the head alone trained like the main run, "
-                   f"{_pct(stage['control_val_acc'])}), what moving the backbone adds: {gain(control)}."
-                   if control else "")
+    text += (f" Against the control at the same budget (the head alone trained like the main run, "
+             f"{_pct(stage['control_val_acc'])}), what moving the backbone adds: {gain(control)}." if control else "")
+    imagenet = stage.get("paired_imagenet_head")   # the backbone's own ImageNet classifier, untouched
+    return text + (f" Against ImageNet's own head for these breeds, untouched ({_pct(stage['imagenet_head_val_acc'])}"
+                   f"), a head that trained nothing here: {gain(imagenet)}." if imagenet else "")
 
 def pays_markdown(stage: dict) -> str:  # results.json's finetune stage
     "Lesson 03's 'when does fine-tuning pay?' rows as a table, each gain judged against two standard errors."
