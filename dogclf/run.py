@@ -475,10 +475,12 @@ def main_run_markdown(stage: dict) -> str:  # results.json's finetune stage
     unseen, control = stage.get("paired_unseen"), stage.get("paired_control")
     text += f"; on the {unseen['n']} never-in-ImageNet photos {gain(unseen)}." if unseen else "."
     text += (f" Against the control at the same budget (the head alone trained like the main run, "
-             f"{_pct(stage['control_val_acc'])}), what moving the backbone adds: {gain(control)}." if control else "")
+             f"{_pct(stage['control_val_acc'])}), what moving the backbone adds: {gain(control)}."
+             if control else "")
     imagenet = stage.get("paired_imagenet_head")   # the backbone's own ImageNet classifier, untouched
-    return text + (f" Against ImageNet's own head for these breeds, untouched ({_pct(stage['imagenet_head_val_acc'])}"
-                   f"), a head that trained nothing here: {gain(imagenet)}." if imagenet else "")
+    return text + (f" Against ImageNet's own head for these breeds, untouched "
+                   f"({_pct(stage['imagenet_head_val_acc'])}), a head that trained nothing here: "
+                   f"{gain(imagenet)}." if imagenet else "")
 
 def pays_markdown(stage: dict) -> str:  # results.json's finetune stage
     "Lesson 03's 'when does fine-tuning pay?' rows as a table, each gain judged against two standard errors."
@@ -589,10 +591,10 @@ def _publish_readme(res: dict,      # a run's results.json
 
 def lesson_times_markdown(results: Path,             # the folder of published runs (results/)
                           nbs: Path | None = None):  # the lessons' sources; default the project's nbs/
-    "A table of every published run's wall seconds per lesson, from results/*/results.json; † marks a stale lesson."
+    "Every published run's wall seconds per lesson, from results/*/results.json; † marks a stale lesson."
     runs = [(p.parent.name, json.loads(p.read_text())) for p in sorted(Path(results).glob("*/results.json"))]
     runs = [(name, res) for name, res in runs if res.get("lesson_wall_s")]
-    stale = {name: stale_lessons(Path(results) / name, nbs) for name, _ in runs}   # executed from older notebooks
+    stale = {name: stale_lessons(Path(results) / name, nbs) for name, _ in runs}   # run from older notebooks
     lessons = sorted({k for _, res in runs for k in res["lesson_wall_s"]})
     lines = ["| run | profile | photos | device | " + " | ".join(lessons) + " | total |",
              "| --- " * (len(lessons) + 5) + "|"]
@@ -616,14 +618,14 @@ def lesson_times_markdown(results: Path,             # the folder of published r
                   "times the last time each lesson ran there without caches: what the course costs from "
                   "scratch."]
     if any(stale.values()):
-        lines += ["", "† Published from an older version of the lesson: its notebook in `nbs/` has changed since "
-                  "this run executed it, so the executed copy in `results/`, and this run's results in README, "
-                  "show that version's prose, code and numbers. Republishing the run (`dogclf run`, then "
-                  "`dogclf publish`) executes the lesson as it is now."]
+        lines += ["", "† Published from an older version of the lesson: its notebook in `nbs/` has changed "
+                  "since this run executed it, so the executed copy in `results/`, and this run's results in "
+                  "README, show that version's prose, code and numbers. Republishing the run (`dogclf run`, "
+                  "then `dogclf publish`) executes the lesson as it is now."]
     return "\n".join(lines) + "\n"
 
 def refresh_lesson_times(root: Path | None = None):  # the project root
-    "Rewrite README's table of lesson times from results/ (`dogclf readme`): after a lesson changes, its † marks."
+    "Rewrite README's table of lesson times from results/ (`dogclf readme`), with the † of changed lessons."
     root = project_root(root)
     update_readme(root / "README.md", lesson_times_markdown(root / "results", root / "nbs"), "lesson-times")
 
@@ -728,7 +730,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="publish a run some of whose lessons failed, did not run or ran older notebooks")
     pb.add_argument("--section", default="results",
                     help="README section to rewrite (default: results; only its figures go to static/)")
-    sub.add_parser("readme", help="rewrite README's table of lesson times from results/ (after a lesson changes)")
+    sub.add_parser("readme", help="rewrite README's table of lesson times from results/ (after a lesson "
+                   "changes)")
     return ap
 
 def main(argv: list[str] | None = None):
