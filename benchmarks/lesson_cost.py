@@ -26,17 +26,13 @@ import torch, torch.nn as nn
 from dogclf.core import atomic_write, environment, project_root
 from dogclf.models import create_backbone
 from dogclf.train import set_seed
+from throughput import best_rate   # benchmarks/ is on the path when this script runs
 
-SHARED = {"BatchNorm re-estimated after": "BatchNorm follows the batches"}   # trained once, scored twice
+REUSED = "BatchNorm re-estimated after"   # scores the weights of "BatchNorm follows the batches": trains nothing
 
 def _row_seconds(rows: list) -> dict:
-    "The comparison's training seconds per row (summed over its seeds); a row that reuses another's counts 0."
-    seconds = {}
-    for r in rows:
-        label = r["run"]
-        reuses = any(k in label for k in SHARED) and any(v in o for v in SHARED.values() for o in seconds)
-        seconds[label] = 0.0 if reuses else float(r.get("wall_s") or 0.0)
-    return seconds
+    "The comparison's training seconds per row (summed over its seeds); the row that reuses another's counts 0."
+    return {r["run"]: 0.0 if REUSED in r["run"] else float(r.get("wall_s") or 0.0) for r in rows}
 
 def lesson_03_parts(res: dict) -> dict:
     "Lesson 03's from-empty seconds split into the main run, the control, the comparison, the data curve, the rest."
@@ -77,13 +73,7 @@ def step_rate(arch: str, side: int, batch: int = 32, steps: int = 5) -> float:
         opt.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
-    step()   # warm-up
-    best = float("inf")
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - t0)
-    return batch / best
+    return best_rate(step, batch, repeats=steps)
 
 def savings(parts: dict, cost: dict) -> dict:
     "Minutes of lesson 03's recorded training each cut would save, by the measured cost of a smaller side."
