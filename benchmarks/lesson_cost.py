@@ -41,7 +41,8 @@ def lesson_03_parts(res: dict) -> dict:
     rows = ft["comparison"]
     main = [r for r in rows if r["run"].endswith("all photos")]
     control = [r for r in rows if r["run"].startswith("freeze, the main run")]
-    compared = [r for r in rows if r.get("steps") is not None]   # the rows trained on photos in memory
+    compared = [r for r in rows if r.get("steps") is not None   # the comparison's rows, trained on photos in memory
+                and r not in main + control and not r["run"].startswith("frozen stage")]
     per_row = _row_seconds(compared)
     by_strategy = {r["run"]: per_row[r["run"]] for r in compared}
     point = by_strategy.get("freeze", 0.0) + by_strategy.get(f"{ft['strategy']}, one rate", 0.0)
