@@ -42,7 +42,7 @@ def lesson_03_parts(res: dict) -> dict:
     main = [r for r in rows if r["run"].endswith("all photos")]
     control = [r for r in rows if r["run"].startswith("freeze, the main run")]
     compared = [r for r in rows if r.get("steps") is not None   # the comparison's rows, trained on photos in memory
-                and r not in main + control and not r["run"].startswith("frozen stage")]
+                and r not in main + control]   # (the frozen stage's row trained no steps here)
     per_row = _row_seconds(compared)
     by_strategy = {r["run"]: per_row[r["run"]] for r in compared}
     point = by_strategy.get("freeze", 0.0) + by_strategy.get(f"{ft['strategy']}, one rate", 0.0)
@@ -111,6 +111,8 @@ def main(argv=None):
               f"({parts['comparison_rows']} rows) + data curve {parts['data_curve'] / 60:.0f} "
               f"({parts['curve_points']} new points, estimated)"
               + (f" + the rest {parts['rest'] / 60:.0f}" if known else ""))
+    out = Path(__file__).with_name("lesson_cost.json")
+    earlier = json.loads(out.read_text()).get("training_photos_per_s") if out.exists() else None
     if not a.no_measure:
         sides = [int(s) for s in a.sides.split(",")]
         rates = {s: step_rate(a.arch, s) for s in sides}
@@ -119,12 +121,16 @@ def main(argv=None):
                                                cost_vs_largest={s: rates[top] / r for s, r in rates.items()})
         print(f"{a.arch}, whole-backbone training step (batch 32, BatchNorm frozen), photos/s: "
               + ", ".join(f"{s} px {r:.1f} ({rates[top] / r:.2f}x the time of {top} px)" for s, r in rates.items()))
-        report["cuts_min"] = {run: savings(r["lesson_03"], report["training_photos_per_s"]["cost_vs_largest"])
-                              for run, r in report["runs"].items()}
+    elif earlier:   # --no-measure keeps the speeds measured before instead of dropping them
+        report["training_photos_per_s"] = earlier
+        print(f"training speeds: the earlier measurement in {out.name} (--no-measure)")
+    if "training_photos_per_s" in report:
+        cost = {int(s): v for s, v in report["training_photos_per_s"]["cost_vs_largest"].items()}
+        report["cuts_min"] = {run: savings(r["lesson_03"], cost) for run, r in report["runs"].items()}
         for run, cuts in report["cuts_min"].items():
             print(f"{run}, minutes each cut would save from lesson 03: "
                   + "; ".join(f"{k}: {v:.0f}" for k, v in cuts.items()))
-    atomic_write(Path(__file__).with_name("lesson_cost.json"), json.dumps(report, indent=1))
+    atomic_write(out, json.dumps(report, indent=1))
     return report
 
 if __name__ == "__main__":
