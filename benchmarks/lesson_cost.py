@@ -103,10 +103,10 @@ def main(argv=None):
         report["runs"][f.parent.name] = dict(lesson_03=parts, lessons_from_empty_s=lessons,
                                              all_lessons_s=sum(lessons.values()))
         known = parts["total"] is not None
-        head = (f"lesson 03 {parts['total'] / 60:.0f} min =" if known else "lesson 03: its time from an empty folder "
-                f"predates these runs (at least their {parts['trained'] / 60:.0f} min of training):")
+        head = (f"lesson 03 {parts['total'] / 60:.0f} min =" if known else "lesson 03: no time from an empty folder "
+                f"on record for these runs (at least their {parts['trained'] / 60:.0f} min of training):")
         print(f"{f.parent.name}: all lessons from empty {sum(lessons.values()) / 60:.0f} min"
-              f"{'' if known else ' (an older edition)'}; {head} main run {parts['main_run'] / 60:.0f} ({parts['seeds']} seeds) "
+              f"{'' if known else ', lesson 03 left out'}; {head} main run {parts['main_run'] / 60:.0f} ({parts['seeds']} seeds) "
               f"+ control {parts['control'] / 60:.0f} + comparison {parts['comparison'] / 60:.0f} "
               f"({parts['comparison_rows']} rows) + data curve {parts['data_curve'] / 60:.0f} "
               f"({parts['curve_points']} new points, estimated)"
